@@ -1,0 +1,179 @@
+//! The conformance kit: the checks every model's tests run.
+//!
+//! ```no_run
+//! // tests/conformance.rs of an example crate
+//! use restaurant::conformance;
+//!
+//! # const MODEL: restaurant::Model = restaurant::SEQUENTIAL;
+//! #[test]
+//! fn serves_every_workload() {
+//!     conformance::check(&MODEL);
+//! }
+//!
+//! #[test]
+//! fn reports_a_panicking_cook() {
+//!     conformance::check_panic(&MODEL);
+//! }
+//! ```
+//!
+//! [`check`] serves every preset × seeds {1, 2} × orders {0, 1, 7, 64} ×
+//! cooks {1, several}, each time-scaled so that its waiting fits in about a
+//! tenth of a second, and verifies every run. [`check_panic`] injects a
+//! panic into one cook and expects an error that names the order. Both run
+//! each case on a thread of their own with a time limit, so a model that
+//! hangs fails the test instead of hanging it.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use crate::cli::Model;
+use crate::verify::verify;
+use crate::workload::{Preset, Workload};
+use crate::{BoxError, Plate};
+
+/// The seeds every case is run with.
+pub const SEEDS: [u64; 2] = [1, 2];
+
+/// The order counts every case is run with.
+pub const ORDERS: [usize; 4] = [0, 1, 7, 64];
+
+/// The waiting (arrivals and simmers) a case is scaled down to, at most.
+const WAITING_BUDGET: Duration = Duration::from_millis(100);
+
+/// How long one case may take before it counts as a hang.
+pub const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// One case of the kit.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// The workload, already time-scaled.
+    pub workload: Workload,
+    /// Cooks to serve it with.
+    pub cooks: usize,
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = &self.workload;
+        write!(
+            f,
+            "{} × {} orders, seed {}, {} cooks, time ÷{:.0}",
+            w.preset(),
+            w.orders().len(),
+            w.seed(),
+            self.cooks,
+            w.time_scale()
+        )
+    }
+}
+
+/// The workload `(preset, orders, seed)` divided in time so that, even
+/// served by a single cook who waits out every simmer, its waiting takes
+/// about [`WAITING_BUDGET`]. Chops are untouched.
+pub fn scaled_workload(preset: Preset, orders: usize, seed: u64) -> Workload {
+    let full = Workload::generate(preset, orders, seed);
+    let waiting = full.total_simmer() + full.last_arrival();
+    let scale = (waiting.as_secs_f64() / WAITING_BUDGET.as_secs_f64()).max(1.0);
+    Workload::generate_scaled(preset, orders, seed, scale)
+}
+
+/// Every case [`check`] runs for `model`.
+pub fn cases(model: &Model) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for preset in Preset::ALL {
+        for seed in SEEDS {
+            for orders in ORDERS {
+                for cooks in model.cooks.to_try() {
+                    cases.push(Case {
+                        workload: scaled_workload(preset, orders, seed),
+                        cooks,
+                    });
+                }
+            }
+        }
+    }
+    cases
+}
+
+/// Runs `model.serve` on `case` on a thread of its own, waiting at most
+/// [`TIME_LIMIT`]. `Err` when the model returned an error, panicked outside
+/// a cook, or ran past the limit.
+pub fn serve_bounded(model: &Model, case: &Case) -> Result<Vec<Plate>, String> {
+    let (done, result) = mpsc::channel();
+    let serve = model.serve;
+    let orders = case.workload.to_orders();
+    let cooks = case.cooks;
+    thread::Builder::new()
+        .name(format!("kit-{}", model.name))
+        .spawn(move || {
+            let outcome: Result<Vec<Plate>, BoxError> = serve(orders, cooks);
+            // The receiver is gone only if the kit already gave up.
+            let _ = done.send(outcome.map_err(|e| e.to_string()));
+        })
+        .map_err(|e| format!("could not start the case's thread: {e}"))?;
+    match result.recv_timeout(TIME_LIMIT) {
+        Ok(outcome) => outcome,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(format!("no answer within {TIME_LIMIT:?}: the model hangs"))
+        }
+        // The thread ended without sending: serve panicked.
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err("serve panicked instead of returning an error".to_owned())
+        }
+    }
+}
+
+/// Serves and verifies every case of [`cases`]; panics with a list of the
+/// cases that failed and why.
+pub fn check(model: &Model) {
+    let mut failures = Vec::new();
+    for case in cases(model) {
+        let verdict = serve_bounded(model, &case).and_then(|plates| {
+            let checksum =
+                verify(&case.workload, &plates).map_err(|e| e.to_string())?;
+            let expected = case.workload.expected_checksum();
+            if checksum == expected {
+                Ok(())
+            } else {
+                Err(format!("checksum {checksum}, expected {expected}"))
+            }
+        });
+        if let Err(why) = verdict {
+            failures.push(format!("{case}: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed {} case(s):\n  {}",
+        model.name,
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
+/// Makes one cook panic and expects `serve` to return, within the time
+/// limit, an error that names the order. Tried with every cook count of
+/// [`check`].
+pub fn check_panic(model: &Model) {
+    const FAULTY: u64 = 3;
+    for cooks in model.cooks.to_try() {
+        let mut workload = scaled_workload(Preset::LunchRush, 7, 1);
+        assert!(workload.inject_fault(FAULTY));
+        let case = Case { workload, cooks };
+        match serve_bounded(model, &case) {
+            Ok(plates) => panic!(
+                "{}: {case}: order {FAULTY}'s cook panicked, yet serve \
+                 returned {} plates and no error",
+                model.name,
+                plates.len()
+            ),
+            Err(message) => assert!(
+                message.contains(&format!("order {FAULTY}")),
+                "{}: {case}: the error does not name order {FAULTY}: \
+                 {message}",
+                model.name
+            ),
+        }
+    }
+}

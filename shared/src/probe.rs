@@ -1,0 +1,156 @@
+//! What a run costs: CPU time, peak memory and peak threads.
+//!
+//! The probes use getrusage(2) and Linux's /proc. Where the OS gives no
+//! figure they return `None`, which reports print as "n/a" and JSON as
+//! `null`; the crate still builds on macOS and Windows.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::plate::SERVED;
+
+/// CPU time used so far by this process and by its reaped children, user
+/// and system together.
+pub fn cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let total = |who| {
+            getrusage(who).ok().map(|u| {
+                let (user, sys) = (u.user_time(), u.system_time());
+                Duration::from_micros(
+                    (user.tv_sec() as u64 * 1_000_000 + user.tv_usec() as u64)
+                        + (sys.tv_sec() as u64 * 1_000_000
+                            + sys.tv_usec() as u64),
+                )
+            })
+        };
+        Some(total(UsageWho::RUSAGE_SELF)? + total(UsageWho::RUSAGE_CHILDREN)?)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// CPU time used so far by the calling thread (Linux only).
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let u = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+        let us = |t: nix::sys::time::TimeVal| {
+            t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64
+        };
+        Some(Duration::from_micros(
+            us(u.user_time()) + us(u.system_time()),
+        ))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// The largest resident set this process has had, in bytes (Linux only:
+/// `VmHWM` in /proc/self/status).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The number of threads in this process now (Linux only). A directory's
+/// link count is its subdirectories plus two, and /proc/self/task has one
+/// subdirectory per thread: one `stat` call, about 2 µs.
+fn threads_now() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata("/proc/self/task").ok()?;
+        Some(meta.nlink().saturating_sub(2))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// How often the sampler looks at the thread count.
+const SAMPLE_EVERY: Duration = Duration::from_millis(1);
+
+/// What the sampler saw.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampled {
+    /// The most threads the service had at once, the sampler left out.
+    pub peak_threads: Option<u64>,
+    /// CPU time the sampler itself used, to be taken off the run's.
+    pub own_cpu: Duration,
+}
+
+/// A background thread that samples the process's thread count every
+/// millisecond and, on a terminal, shows how many plates are served.
+///
+/// The sampler is one more thread and uses a little CPU: both are taken off
+/// the figures it helps produce.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Sampled>,
+}
+
+impl Sampler {
+    /// Starts sampling. `progress` is the order count to show progress
+    /// against on stderr (only when stderr is a terminal); `None` for none.
+    pub fn start(progress: Option<u64>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let progress = progress.filter(|_| std::io::stderr().is_terminal());
+        let handle = thread::Builder::new()
+            .name("sampler".into())
+            .spawn(move || sample(&flag, progress))
+            .expect("the OS refused to start the sampler thread");
+        Sampler { stop, handle }
+    }
+
+    /// Stops sampling and returns what was seen.
+    pub fn finish(self) -> Sampled {
+        self.stop.store(true, Ordering::Release);
+        self.handle.thread().unpark();
+        // The sampler only loops and reads /proc; it has nothing to panic on.
+        self.handle.join().expect("the sampler thread panicked")
+    }
+}
+
+fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
+    let mut peak = threads_now();
+    let mut last_shown = Instant::now();
+    let mut shown = false;
+    while !stop.load(Ordering::Acquire) {
+        thread::park_timeout(SAMPLE_EVERY);
+        if let (Some(p), Some(now)) = (peak, threads_now()) {
+            peak = Some(p.max(now));
+        }
+        if let Some(total) = progress {
+            if last_shown.elapsed() >= Duration::from_secs(1) {
+                let served = SERVED.load(Ordering::Relaxed);
+                eprint!("\r  served {served}/{total} …");
+                let _ = std::io::stderr().flush();
+                last_shown = Instant::now();
+                shown = true;
+            }
+        }
+    }
+    if shown {
+        eprint!("\r\x1b[2K");
+    }
+    Sampled {
+        // Leave the sampler itself out.
+        peak_threads: peak.map(|p| p.saturating_sub(1)),
+        own_cpu: thread_cpu_time().unwrap_or_default(),
+    }
+}

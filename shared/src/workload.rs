@@ -1,0 +1,511 @@
+//! The workload: presets, the menu, orders and their steps.
+//!
+//! Generation is deterministic from `(preset, orders, seed)`: the same three
+//! give the same orders, the same dishes and the same arrival times on every
+//! machine. Work is counted in kernel units, never in measured time, so every
+//! model computes the same digests everywhere.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernel;
+use crate::plate::Clock;
+
+/// The most orders a workload may have. Enough for every experiment in the
+/// book, small enough that the orders and plates fit easily in memory.
+pub const MAX_ORDERS: usize = 1_000_000;
+
+/// How much CPU work a chop is, in kernel units (one unit ≈ 1 µs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work(pub u32);
+
+impl Work {
+    /// The number of kernel units.
+    pub fn units(self) -> u32 {
+        self.0
+    }
+}
+
+/// One step of a recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// CPU work: the cook's thread is busy for the whole step.
+    Chop(Work),
+    /// A wait (the oven, the fryer, a database): the cook needs no CPU.
+    Simmer(Duration),
+}
+
+/// The named workloads of the book.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Steady Poisson arrivals of mixed dishes (default).
+    LunchRush,
+    /// Thousands of orders in a burst, mostly simmering: concurrency.
+    Takeout,
+    /// Hundreds of orders at once, heavy chopping: parallelism.
+    Banquet,
+    /// A light lunch rush plus a few 100–200 ms chops: blocking.
+    BigOrder,
+}
+
+impl Preset {
+    /// Every preset, in the order the book presents them.
+    pub const ALL: [Preset; 4] = [
+        Preset::LunchRush,
+        Preset::Takeout,
+        Preset::Banquet,
+        Preset::BigOrder,
+    ];
+
+    /// The preset's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::LunchRush => "lunch-rush",
+            Preset::Takeout => "takeout",
+            Preset::Banquet => "banquet",
+            Preset::BigOrder => "big-order",
+        }
+    }
+
+    /// The default number of orders: sized so that the best model finishes
+    /// in about a second on two cores.
+    pub fn default_orders(self) -> usize {
+        match self {
+            Preset::LunchRush => 500,
+            Preset::Takeout => 5000,
+            Preset::Banquet => 400,
+            Preset::BigOrder => 500,
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A dish on the menu: a fixed recipe.
+#[derive(Debug)]
+struct Dish {
+    name: &'static str,
+    steps: &'static [Step],
+}
+
+const fn chop(units: u32) -> Step {
+    Step::Chop(Work(units))
+}
+
+const fn simmer(ms: u64) -> Step {
+    Step::Simmer(Duration::from_millis(ms))
+}
+
+// The menu. Chops are in units (≈ µs), simmers in milliseconds. Every dish
+// has at least one chop, so the injected fault always has a chop to fail in.
+const SALAD: Dish = Dish {
+    name: "salad",
+    steps: &[chop(150)],
+};
+const SOUP: Dish = Dish {
+    name: "soup",
+    steps: &[chop(100), simmer(20), chop(50)],
+};
+const STIR_FRY: Dish = Dish {
+    name: "stir-fry",
+    steps: &[chop(300), simmer(3), chop(200)],
+};
+const STEW: Dish = Dish {
+    name: "stew",
+    steps: &[chop(250), simmer(40)],
+};
+const NOODLES: Dish = Dish {
+    name: "noodles",
+    steps: &[chop(20), simmer(400), chop(10)],
+};
+const DUMPLINGS: Dish = Dish {
+    name: "dumplings",
+    steps: &[chop(30), simmer(600)],
+};
+const CURRY: Dish = Dish {
+    name: "curry",
+    steps: &[simmer(500), chop(20)],
+};
+const ROAST: Dish = Dish {
+    name: "roast",
+    steps: &[chop(2000), simmer(1), chop(2000)],
+};
+const PIE: Dish = Dish {
+    name: "pie",
+    steps: &[chop(3000), simmer(1), chop(1000)],
+};
+const SOUFFLE: Dish = Dish {
+    name: "souffle",
+    steps: &[chop(1500), simmer(2), chop(2500)],
+};
+const WEDDING_CAKE: Dish = Dish {
+    name: "wedding-cake",
+    steps: &[chop(200_000)],
+};
+const CROQUEMBOUCHE: Dish = Dish {
+    name: "croquembouche",
+    steps: &[chop(150_000)],
+};
+const ROAST_HOG: Dish = Dish {
+    name: "roast-hog",
+    steps: &[chop(100_000)],
+};
+
+/// The cashier's own chop for ringing up one order.
+pub const RING_UP: Work = Work(10);
+
+/// One customer's order.
+///
+/// Cloning is cheap: the steps are shared with every other order of the same
+/// dish.
+#[derive(Clone, Debug)]
+pub struct Order {
+    id: u64,
+    arrival: Duration,
+    dish: &'static str,
+    steps: Arc<[Step]>,
+    pub(crate) receipt: Option<Receipt>,
+    pub(crate) fault: bool,
+}
+
+/// What the cashier's ring-up leaves on an order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Receipt {
+    pub(crate) accepted: Duration,
+    pub(crate) digest: u64,
+}
+
+impl Order {
+    /// The order's number, unique in its workload (0, 1, 2, …).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// When the customer reaches the till, as an offset from opening.
+    pub fn arrival(&self) -> Duration {
+        self.arrival
+    }
+
+    /// The dish's name on the menu.
+    pub fn dish(&self) -> &'static str {
+        self.dish
+    }
+
+    /// The recipe, to be run in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The cashier rings the order up: records the moment the customer was
+    /// attended ("accepted") and runs the till's own small chop.
+    ///
+    /// Every model calls this exactly once per order, on the cashier, after
+    /// waiting for the order's arrival and before handing it to a cook.
+    pub fn ring_up(&mut self, clock: &Clock) {
+        let accepted = clock.now();
+        let digest = ring_up_digest(self.id);
+        self.receipt = Some(Receipt { accepted, digest });
+    }
+}
+
+/// The digest the till computes for an order: its ring-up chop.
+fn ring_up_digest(id: u64) -> u64 {
+    kernel::mix(kernel::work(seed_of(id, u32::MAX), RING_UP.units()))
+}
+
+/// The state a chop starts from: the previous digest mixed with the order id
+/// and the chop's index, so no two chops of a workload start alike.
+pub(crate) fn seed_of(id: u64, index: u32) -> u64 {
+    kernel::mix(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(index))
+}
+
+/// One chop of a plate: where the digest goes from `digest`.
+pub(crate) fn chop_digest(digest: u64, id: u64, index: u32, work: Work) -> u64 {
+    kernel::mix(kernel::work(digest ^ seed_of(id, index), work.units()))
+}
+
+/// The same as [`chop_digest`] without doing the work.
+fn expected_chop_digest(digest: u64, id: u64, index: u32, work: Work) -> u64 {
+    kernel::mix(kernel::jump(digest ^ seed_of(id, index), work.units()))
+}
+
+/// The digest a correctly cooked order ends with, computed without chopping.
+pub fn expected_digest(order: &Order) -> u64 {
+    let ring_up = kernel::jump(seed_of(order.id, u32::MAX), RING_UP.units());
+    let mut digest = kernel::mix(ring_up);
+    let chops = order.steps.iter().filter_map(|step| match step {
+        Step::Chop(work) => Some(*work),
+        Step::Simmer(_) => None,
+    });
+    for (index, work) in (0u32..).zip(chops) {
+        digest = expected_chop_digest(digest, order.id, index, work);
+    }
+    digest
+}
+
+/// An order-independent combination of plate digests: the same set of
+/// `(id, digest)` pairs gives the same checksum in any order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checksum(u64);
+
+impl Checksum {
+    /// Adds one plate to the checksum.
+    pub fn add(&mut self, id: u64, digest: u64) {
+        self.0 = self.0.wrapping_add(kernel::mix(id ^ kernel::mix(digest)));
+    }
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:016x}", self.0)
+    }
+}
+
+/// A deterministic stream of pseudo-random numbers (SplitMix64): small,
+/// fast and, unlike a library generator, fixed forever, so a workload never
+/// changes under a dependency upgrade.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        kernel::mix(self.0)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in 0..n.
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// An exponential gap with the given mean: Poisson arrivals.
+    fn exponential(&mut self, mean: Duration) -> Duration {
+        mean.mul_f64(-(1.0 - self.unit()).ln())
+    }
+
+    fn pick<'a>(&mut self, weighted: &[(&'a Dish, u64)]) -> &'a Dish {
+        let total = weighted.iter().map(|(_, w)| w).sum();
+        let mut ticket = self.below(total);
+        for (dish, weight) in weighted {
+            if ticket < *weight {
+                return dish;
+            }
+            ticket -= weight;
+        }
+        unreachable!("the ticket is below the total weight")
+    }
+}
+
+/// A whole day's orders, in arrival order.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    preset: Preset,
+    seed: u64,
+    time_scale: f64,
+    orders: Vec<Order>,
+}
+
+impl Workload {
+    /// Generates the workload `(preset, orders, seed)`.
+    ///
+    /// # Panics
+    ///
+    /// If `orders` exceeds [`MAX_ORDERS`].
+    pub fn generate(preset: Preset, orders: usize, seed: u64) -> Workload {
+        Workload::generate_scaled(preset, orders, seed, 1.0)
+    }
+
+    /// Generates the workload with every arrival time and every simmer
+    /// divided by `time_scale`. Chops are untouched, so the digests and the
+    /// checksum are those of the unscaled workload.
+    ///
+    /// # Panics
+    ///
+    /// If `orders` exceeds [`MAX_ORDERS`] or `time_scale` is not a positive
+    /// finite number.
+    pub fn generate_scaled(
+        preset: Preset,
+        orders: usize,
+        seed: u64,
+        time_scale: f64,
+    ) -> Workload {
+        assert!(orders <= MAX_ORDERS, "at most {MAX_ORDERS} orders");
+        assert!(
+            time_scale.is_finite() && time_scale > 0.0,
+            "the time scale must be a positive number"
+        );
+        let scale = |d: Duration| d.div_f64(time_scale);
+        // Each dish's steps are scaled once and shared by all its orders.
+        let mut recipes: Vec<(&'static str, Arc<[Step]>)> = Vec::new();
+        let mut recipe = |dish: &Dish| -> Arc<[Step]> {
+            if let Some((_, steps)) =
+                recipes.iter().find(|(name, _)| *name == dish.name)
+            {
+                return Arc::clone(steps);
+            }
+            let steps: Arc<[Step]> = dish
+                .steps
+                .iter()
+                .map(|step| match *step {
+                    Step::Chop(work) => Step::Chop(work),
+                    Step::Simmer(d) => Step::Simmer(scale(d)),
+                })
+                .collect();
+            recipes.push((dish.name, Arc::clone(&steps)));
+            steps
+        };
+
+        let lunch = [(&SALAD, 30), (&SOUP, 25), (&STIR_FRY, 25), (&STEW, 20)];
+        let takeout = [(&NOODLES, 40), (&DUMPLINGS, 30), (&CURRY, 30)];
+        let banquet = [(&ROAST, 40), (&PIE, 30), (&SOUFFLE, 30)];
+        let big = [(&WEDDING_CAKE, 1), (&CROQUEMBOUCHE, 1), (&ROAST_HOG, 1)];
+
+        // The preset and the seed both choose the stream.
+        let mut rng = SplitMix(kernel::mix(seed ^ ((preset as u64) << 56)));
+        let mut clock = Duration::ZERO;
+        let mut list = Vec::with_capacity(orders);
+        for id in 0..orders as u64 {
+            let dish = match preset {
+                Preset::LunchRush => {
+                    clock += rng.exponential(Duration::from_millis(2));
+                    rng.pick(&lunch)
+                }
+                Preset::Takeout => {
+                    // A burst: 5,000 orders in about 100 ms.
+                    clock += rng.exponential(Duration::from_micros(20));
+                    rng.pick(&takeout)
+                }
+                // Everyone sits down at once.
+                Preset::Banquet => rng.pick(&banquet),
+                Preset::BigOrder => {
+                    clock += rng.exponential(Duration::from_millis(2));
+                    // One order in a hundred is a celebration cake.
+                    if id % 100 == 50 {
+                        rng.pick(&big)
+                    } else {
+                        rng.pick(&lunch)
+                    }
+                }
+            };
+            list.push(Order {
+                id,
+                arrival: scale(clock),
+                dish: dish.name,
+                steps: recipe(dish),
+                receipt: None,
+                fault: false,
+            });
+        }
+        Workload {
+            preset,
+            seed,
+            time_scale,
+            orders: list,
+        }
+    }
+
+    /// Makes the first chop of order `id` panic, to test that a model
+    /// reports a panicking cook instead of hanging or hiding it. Returns
+    /// `false` when the workload has no such order.
+    pub fn inject_fault(&mut self, id: u64) -> bool {
+        match self.orders.iter_mut().find(|order| order.id == id) {
+            Some(order) => {
+                order.fault = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The preset it was generated from.
+    pub fn preset(&self) -> Preset {
+        self.preset
+    }
+
+    /// The seed it was generated from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The divisor applied to arrivals and simmers.
+    pub fn time_scale(&self) -> f64 {
+        self.time_scale
+    }
+
+    /// The orders, in arrival order.
+    pub fn orders(&self) -> &[Order] {
+        &self.orders
+    }
+
+    /// A copy of the orders, to hand to a model's `serve`.
+    pub fn to_orders(&self) -> Vec<Order> {
+        self.orders.clone()
+    }
+
+    /// The checksum every correct model prints for this workload, computed
+    /// in milliseconds without chopping or waiting.
+    pub fn expected_checksum(&self) -> Checksum {
+        let mut sum = Checksum::default();
+        for order in &self.orders {
+            sum.add(order.id, expected_digest(order));
+        }
+        sum
+    }
+
+    /// The total chop work of the kitchen, ring-ups included.
+    pub fn total_work(&self) -> u64 {
+        self.orders
+            .iter()
+            .map(|order| {
+                let chops: u64 = order
+                    .steps
+                    .iter()
+                    .map(|step| match step {
+                        Step::Chop(work) => u64::from(work.units()),
+                        Step::Simmer(_) => 0,
+                    })
+                    .sum();
+                chops + u64::from(RING_UP.units())
+            })
+            .sum()
+    }
+
+    /// The sum of every simmer of every order.
+    pub fn total_simmer(&self) -> Duration {
+        self.orders
+            .iter()
+            .flat_map(|order| order.steps.iter())
+            .map(|step| match step {
+                Step::Chop(_) => Duration::ZERO,
+                Step::Simmer(d) => *d,
+            })
+            .sum()
+    }
+
+    /// When the last customer arrives.
+    pub fn last_arrival(&self) -> Duration {
+        self.orders.last().map_or(Duration::ZERO, Order::arrival)
+    }
+}

@@ -1,0 +1,13 @@
+//! The reference model passes its own kit.
+
+use restaurant::{SEQUENTIAL, conformance};
+
+#[test]
+fn serves_every_workload() {
+    conformance::check(&SEQUENTIAL);
+}
+
+#[test]
+fn reports_a_panicking_cook() {
+    conformance::check_panic(&SEQUENTIAL);
+}

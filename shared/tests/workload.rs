@@ -1,0 +1,146 @@
+//! The workload: determinism, the presets' shapes, and a pinned checksum.
+
+use std::time::Duration;
+
+use restaurant::{Preset, Step, Workload, kernel};
+
+#[test]
+fn a_fixed_workload_keeps_its_checksum() {
+    // Pinned: if this changes, generation or the kernel changed, and every
+    // figure in the book with it. Update it only on purpose.
+    let workload = Workload::generate(Preset::LunchRush, 64, 7);
+    assert_eq!(
+        workload.expected_checksum().to_string(),
+        "0xc65c05136d94c07f"
+    );
+}
+
+#[test]
+fn generation_is_deterministic() {
+    for preset in Preset::ALL {
+        let a = Workload::generate(preset, 300, 5);
+        let b = Workload::generate(preset, 300, 5);
+        assert_eq!(a.expected_checksum(), b.expected_checksum());
+        for (x, y) in a.orders().iter().zip(b.orders()) {
+            assert_eq!(x.id(), y.id());
+            assert_eq!(x.arrival(), y.arrival());
+            assert_eq!(x.dish(), y.dish());
+            assert_eq!(x.steps(), y.steps());
+        }
+    }
+}
+
+#[test]
+fn seeds_and_presets_give_different_workloads() {
+    let a = Workload::generate(Preset::LunchRush, 100, 1);
+    let b = Workload::generate(Preset::LunchRush, 100, 2);
+    let c = Workload::generate(Preset::BigOrder, 100, 1);
+    assert_ne!(a.expected_checksum(), b.expected_checksum());
+    assert_ne!(a.last_arrival(), b.last_arrival());
+    assert_ne!(a.expected_checksum(), c.expected_checksum());
+}
+
+#[test]
+fn ids_count_up_and_arrivals_never_go_back() {
+    for preset in Preset::ALL {
+        let w = Workload::generate(preset, 500, 3);
+        for (i, pair) in w.orders().windows(2).enumerate() {
+            assert_eq!(pair[0].id(), i as u64);
+            assert!(pair[0].arrival() <= pair[1].arrival(), "{preset}");
+        }
+    }
+}
+
+#[test]
+fn time_scale_divides_waiting_and_keeps_the_checksum() {
+    let plain = Workload::generate(Preset::Takeout, 200, 9);
+    let fast = Workload::generate_scaled(Preset::Takeout, 200, 9, 10.0);
+    assert_eq!(plain.expected_checksum(), fast.expected_checksum());
+    assert_eq!(plain.total_work(), fast.total_work());
+    let ratio =
+        plain.total_simmer().as_secs_f64() / fast.total_simmer().as_secs_f64();
+    // Durations are whole nanoseconds, so the ratios are close, not exact.
+    assert!((ratio - 10.0).abs() < 1e-3, "simmer ratio {ratio}");
+    let ratio =
+        plain.last_arrival().as_secs_f64() / fast.last_arrival().as_secs_f64();
+    assert!((ratio - 10.0).abs() < 1e-3, "arrival ratio {ratio}");
+}
+
+#[test]
+fn every_dish_has_a_chop() {
+    for preset in Preset::ALL {
+        let w = Workload::generate(preset, 1000, 1);
+        for order in w.orders() {
+            assert!(
+                order.steps().iter().any(|s| matches!(s, Step::Chop(_))),
+                "{} has no chop",
+                order.dish()
+            );
+        }
+    }
+}
+
+fn chop_units(order: &restaurant::Order) -> u64 {
+    order
+        .steps()
+        .iter()
+        .map(|s| match s {
+            Step::Chop(w) => u64::from(w.units()),
+            Step::Simmer(_) => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn banquet_guests_all_arrive_at_once_and_chop_hard() {
+    let w = Workload::generate(Preset::Banquet, 400, 1);
+    assert!(w.orders().iter().all(|o| o.arrival() == Duration::ZERO));
+    let work = Duration::from_micros(w.total_work());
+    assert!(work > w.total_simmer() * 2, "banquet is mostly chopping");
+}
+
+#[test]
+fn takeout_is_a_burst_of_simmering() {
+    let w = Workload::generate(Preset::Takeout, 5000, 1);
+    assert!(w.last_arrival() < Duration::from_millis(200));
+    let work = Duration::from_micros(w.total_work());
+    assert!(w.total_simmer() > work * 100, "takeout is waiting");
+}
+
+#[test]
+fn big_order_is_light_with_a_few_long_chops() {
+    let w = Workload::generate(Preset::BigOrder, 500, 1);
+    let (big, ordinary): (Vec<_>, Vec<_>) =
+        w.orders().iter().partition(|o| chop_units(o) >= 100_000);
+    assert!((3..=10).contains(&big.len()), "{} big orders", big.len());
+    assert!(big.iter().all(|o| chop_units(o) <= 200_000));
+    // The ordinary chops use at most half a core on average (DESIGN.md):
+    // units are about a microsecond each.
+    let ordinary_work: u64 = ordinary.iter().map(|o| chop_units(o)).sum();
+    let cores_used =
+        ordinary_work as f64 * 1e-6 / w.last_arrival().as_secs_f64();
+    assert!(
+        cores_used <= 0.5,
+        "ordinary chops use {cores_used:.2} cores"
+    );
+}
+
+#[test]
+fn presets_have_their_documented_sizes() {
+    let sizes: Vec<_> =
+        Preset::ALL.iter().map(|p| p.default_orders()).collect();
+    assert_eq!(sizes, [500, 5000, 400, 500]);
+}
+
+#[test]
+fn expected_digests_match_real_chopping() {
+    // The kit and `compare` rely on computing digests without chopping;
+    // check that shortcut against the real kernel on a few orders.
+    let w = Workload::generate(Preset::LunchRush, 5, 4);
+    let plates = restaurant::sequential::serve(w.to_orders(), 1).unwrap();
+    for (plate, order) in plates.iter().zip(w.orders()) {
+        assert_eq!(plate.digest(), restaurant::expected_digest(order));
+    }
+    // And the kernel's own shortcut, on a longer run.
+    assert_eq!(kernel::work(3, 2000), kernel::jump(3, 2000));
+}

@@ -177,3 +177,71 @@ pub fn check_panic(model: &Model) {
         }
     }
 }
+
+/// Runs an example's real binary, as a reader would, and checks the
+/// contract of its command line:
+///
+/// - on every preset at its default size (time-divided by 1000, so waiting
+///   takes a few seconds at most), `--json` prints exactly one line whose
+///   checksum is the workload's expected checksum;
+/// - bad arguments exit 2 with a message naming the argument;
+/// - `--fail-order` exits 1 with a message naming the order.
+///
+/// Call it from an integration test with the path cargo gives:
+/// `check_binary(env!("CARGO_BIN_EXE_<name>"))`.
+pub fn check_binary(path: &str) {
+    use std::process::Command;
+
+    let run = |args: &[&str]| {
+        let out = Command::new(path)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (out.status.code(), text(out.stdout), text(out.stderr))
+    };
+
+    for preset in Preset::ALL {
+        let args =
+            ["--preset", preset.name(), "--time-scale", "1000", "--json"];
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, Some(0), "{path} {args:?} failed: {stderr}");
+        assert_eq!(stdout.lines().count(), 1, "{path} {args:?}: {stdout}");
+        let report: crate::Report = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| {
+                panic!("{path} {args:?}: bad JSON ({e}): {stdout}")
+            });
+        let expected = Workload::generate(preset, preset.default_orders(), 1)
+            .expected_checksum()
+            .to_string();
+        assert_eq!(report.checksum, expected, "{path} {args:?}");
+        assert_eq!(report.served, report.orders, "{path} {args:?}");
+    }
+
+    for (args, named) in [
+        (&["--cooks", "0"][..], "--cooks"),
+        (&["--orders", "-1"], "--orders"),
+        (&["--orders", "1000001"], "--orders"),
+        (&["--preset", "brunch"], "--preset"),
+        (&["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(2), "{path} {args:?} should exit 2: {stderr}");
+        assert!(stdout.is_empty(), "{path} {args:?} printed {stdout}");
+        assert!(stderr.contains(named), "{path} {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{path} {args:?}: {stderr}");
+    }
+
+    let args = [
+        "--orders",
+        "20",
+        "--time-scale",
+        "100",
+        "--fail-order",
+        "11",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, Some(1), "{path} {args:?} should exit 1: {stderr}");
+    assert!(stdout.is_empty(), "{path} {args:?} printed {stdout}");
+    assert!(stderr.contains("order 11"), "{path} {args:?}: {stderr}");
+}

@@ -15,6 +15,7 @@ use std::thread;
 
 use crate::{BoxError, Clock, CookPanicked, Order, Plate, Step};
 
+// ANCHOR: serve
 /// Serves every order on the calling thread. `cooks` is always 1.
 pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
     assert_eq!(cooks, 1, "the sequential model has exactly one cook");
@@ -45,3 +46,4 @@ fn cook(order: &Order, clock: Clock) -> Plate {
     }
     plate.serve(&clock)
 }
+// ANCHOR_END: serve

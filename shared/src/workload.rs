@@ -114,6 +114,7 @@ const fn simmer(ms: u64) -> Step {
     Step::Simmer(Duration::from_millis(ms))
 }
 
+// ANCHOR: menu
 // The menu. Chops are in units (≈ µs), simmers in milliseconds. Every dish
 // has at least one chop, so the injected fault always has a chop to fail in.
 const SALAD: Dish = Dish {
@@ -168,6 +169,7 @@ const ROAST_HOG: Dish = Dish {
     name: "roast-hog",
     steps: &[chop(100_000)],
 };
+// ANCHOR_END: menu
 
 /// The cashier's own chop for ringing up one order.
 pub const RING_UP: Work = Work(10);
@@ -377,6 +379,7 @@ impl Workload {
             steps
         };
 
+        // ANCHOR: presets
         let lunch = [(&SALAD, 30), (&SOUP, 25), (&STIR_FRY, 25), (&STEW, 20)];
         let takeout = [(&NOODLES, 40), (&DUMPLINGS, 30), (&CURRY, 30)];
         let banquet = [(&ROAST, 40), (&PIE, 30), (&SOUFFLE, 30)];
@@ -384,23 +387,23 @@ impl Workload {
 
         // The preset and the seed both choose the stream.
         let mut rng = SplitMix(kernel::mix(seed ^ ((preset as u64) << 56)));
-        let mut clock = Duration::ZERO;
+        let mut time = Duration::ZERO;
         let mut list = Vec::with_capacity(orders);
         for id in 0..orders as u64 {
             let dish = match preset {
                 Preset::LunchRush => {
-                    clock += rng.exponential(Duration::from_millis(2));
+                    time += rng.exponential(Duration::from_millis(2));
                     rng.pick(&lunch)
                 }
                 Preset::Takeout => {
                     // A burst: 5,000 orders in about 100 ms.
-                    clock += rng.exponential(Duration::from_micros(20));
+                    time += rng.exponential(Duration::from_micros(20));
                     rng.pick(&takeout)
                 }
                 // Everyone sits down at once.
                 Preset::Banquet => rng.pick(&banquet),
                 Preset::BigOrder => {
-                    clock += rng.exponential(Duration::from_millis(2));
+                    time += rng.exponential(Duration::from_millis(2));
                     // One order in a hundred is a celebration cake.
                     if id % 100 == 50 {
                         rng.pick(&big)
@@ -409,9 +412,10 @@ impl Workload {
                     }
                 }
             };
+            // ANCHOR_END: presets
             list.push(Order {
                 id,
-                arrival: scale(clock),
+                arrival: scale(time),
                 dish: dish.name,
                 steps: recipe(dish),
                 receipt: None,

@@ -40,6 +40,7 @@ use tokio::runtime::Builder;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
+// ANCHOR: model
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
@@ -47,6 +48,7 @@ pub const MODEL: Model = Model {
     cooks: Cooks::Cores("worker threads of the tokio runtime"),
     serve,
 };
+// ANCHOR_END: model
 
 // ANCHOR: serve
 /// Builds a runtime with `cooks` worker threads and runs the restaurant on

@@ -226,18 +226,18 @@ where
         args.seed,
         args.time_scale,
     );
-    if let Some(id) = args.fail_order {
-        if !workload.inject_fault(id) {
-            command
-                .error(
-                    ErrorKind::ValueValidation,
-                    format!(
-                        "invalid value '{id}' for '--fail-order <ID>': the \
-                         workload has {orders} orders, numbered from 0"
-                    ),
-                )
-                .exit();
-        }
+    if let Some(id) = args.fail_order
+        && !workload.inject_fault(id)
+    {
+        command
+            .error(
+                ErrorKind::ValueValidation,
+                format!(
+                    "invalid value '{id}' for '--fail-order <ID>': the \
+                     workload has {orders} orders, numbered from 0"
+                ),
+            )
+            .exit();
     }
     Run {
         workload,
@@ -274,7 +274,8 @@ pub fn execute(model: &Model, run: &Run) -> Result<Report, BoxError> {
         cpu: cpu_before
             .zip(cpu_after)
             .map(|(b, a)| a.saturating_sub(b).saturating_sub(sampled.own_cpu)),
-        peak_rss_bytes: probe::peak_rss_bytes(),
+        peak_rss_bytes: probe::peak_rss_bytes()
+            .map(|own| own + sampled.children_rss_bytes),
         peak_threads: sampled.peak_threads,
     };
     let checksum = verify(&run.workload, &plates)?;

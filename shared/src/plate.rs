@@ -1,8 +1,11 @@
 //! The clock of the restaurant and the plate each cook fills in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
+use crate::kernel;
 use crate::workload::{self, Order, Work};
 
 /// The restaurant's clock. Time zero is *opening*: a model opens the clock
@@ -13,6 +16,9 @@ use crate::workload::{self, Order, Work};
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     opening: Instant,
+    /// The same moment on the wall clock, to hand the clock to another
+    /// process ([`Clock::to_wall`]).
+    opening_wall: SystemTime,
 }
 
 impl Clock {
@@ -20,6 +26,32 @@ impl Clock {
     pub fn open() -> Clock {
         Clock {
             opening: Instant::now(),
+            opening_wall: SystemTime::now(),
+        }
+    }
+
+    /// Opening time as nanoseconds since the Unix epoch, to send to another
+    /// process on the same machine, which rebuilds the clock with
+    /// [`Clock::from_wall`]. (An `Instant` means nothing outside the process
+    /// that took it; the wall clock is shared by every process.)
+    pub fn to_wall(&self) -> u128 {
+        self.opening_wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    }
+
+    /// The clock that another process opened at `nanos` ([`Clock::to_wall`]):
+    /// its `now()` agrees with the other process's to within a microsecond.
+    pub fn from_wall(nanos: u128) -> Clock {
+        let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+        let opening_wall = SystemTime::UNIX_EPOCH
+            + Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        let (now, now_wall) = (Instant::now(), SystemTime::now());
+        let since = now_wall.duration_since(opening_wall).unwrap_or_default();
+        Clock {
+            opening: now.checked_sub(since).unwrap_or(now),
+            opening_wall,
         }
     }
 
@@ -43,8 +75,9 @@ impl Clock {
 pub(crate) static SERVED: AtomicU64 = AtomicU64::new(0);
 
 /// A plate: one order, cooked. It carries the digest that proves the work
-/// was done in order, and the timestamps the report is made of.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// was done in order, and the timestamps the report is made of. It
+/// serialises (serde), so a cook in another process can send it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plate {
     id: u64,
     digest: u64,
@@ -54,6 +87,9 @@ pub struct Plate {
     accepted: Option<Duration>,
     started: Duration,
     served: Option<Duration>,
+    /// A chop cut into slices, under way: the kernel's state and the units
+    /// still to do ([`Plate::chop_slice`]).
+    slicing: Option<(u64, u32)>,
 }
 
 impl Plate {
@@ -70,6 +106,7 @@ impl Plate {
             accepted: order.receipt.map(|r| r.accepted),
             started: clock.now(),
             served: None,
+            slicing: None,
         }
     }
 
@@ -81,14 +118,54 @@ impl Plate {
     /// When the order carries an injected fault
     /// ([`crate::Workload::inject_fault`]).
     pub fn chop(&mut self, work: Work) {
+        self.check_fault();
+        self.digest =
+            workload::chop_digest(self.digest, self.id, self.chops, work);
+        self.chops += 1;
+    }
+
+    /// Chops at most `slice` units of `work`, carrying on from where the
+    /// previous call for the same chop stopped. Returns `true` once the
+    /// whole chop is done, so a cook that must not hold its thread for long
+    /// can give the thread back between slices:
+    ///
+    /// ```ignore
+    /// Step::Chop(work) => {
+    ///     while !plate.chop_slice(work, SLICE) {
+    ///         tokio::task::yield_now().await;
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// The digest is the same as one [`Plate::chop`] of `work`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Plate::chop`]; and if `slice` is zero units.
+    pub fn chop_slice(&mut self, work: Work, slice: Work) -> bool {
+        assert!(slice.units() > 0, "a slice must be at least one unit");
+        self.check_fault();
+        let (state, left) = self.slicing.take().unwrap_or_else(|| {
+            let seed = workload::seed_of(self.id, self.chops);
+            (self.digest ^ seed, work.units())
+        });
+        let now = left.min(slice.units());
+        let state = kernel::work(state, now);
+        if now < left {
+            self.slicing = Some((state, left - now));
+            return false;
+        }
+        self.digest = kernel::mix(state);
+        self.chops += 1;
+        true
+    }
+
+    fn check_fault(&self) {
         if self.fault {
             // The message leaves the order out on purpose: the model must know
             // which order its cook was on, not read it from the panic.
             panic!("injected fault: the knife slipped");
         }
-        self.digest =
-            workload::chop_digest(self.digest, self.id, self.chops, work);
-        self.chops += 1;
     }
 
     /// The plate leaves the kitchen.

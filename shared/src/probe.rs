@@ -4,6 +4,7 @@
 //! figure they return `None`, which reports print as "n/a" and JSON as
 //! `null`; the crate still builds on macOS and Windows.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,36 +59,61 @@ fn thread_cpu_time() -> Option<Duration> {
 /// The largest resident set this process has had, in bytes (Linux only:
 /// `VmHWM` in /proc/self/status).
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_of("self")
+}
+
+/// `VmHWM` of process `pid` ("self" for this one), in bytes.
+fn peak_rss_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
 
-/// The number of threads in this process now (Linux only). A directory's
-/// link count is its subdirectories plus two, and /proc/self/task has one
-/// subdirectory per thread: one `stat` call, about 2 µs.
-fn threads_now() -> Option<u64> {
+/// The number of threads in process `pid` ("self" for this one) now
+/// (Linux only). A directory's link count is its subdirectories plus two,
+/// and /proc/PID/task has one subdirectory per thread: one `stat` call,
+/// about 2 µs.
+fn threads_of(pid: &str) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata("/proc/self/task").ok()?;
+        let meta = std::fs::metadata(format!("/proc/{pid}/task")).ok()?;
         Some(meta.nlink().saturating_sub(2))
     }
     #[cfg(not(target_os = "linux"))]
     {
+        let _ = pid;
         None
     }
+}
+
+/// The child processes started by this process's main thread (Linux only;
+/// elsewhere none are seen).
+fn children() -> Vec<String> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/self/task/{me}/children"))
+        .map(|list| list.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// How often the sampler looks at the thread count.
 const SAMPLE_EVERY: Duration = Duration::from_millis(1);
 
+/// Reading a child's memory costs more than counting threads, so it is
+/// read every this many samples.
+const CHILD_MEMORY_EVERY: u32 = 10;
+
 /// What the sampler saw.
 #[derive(Clone, Copy, Debug)]
 pub struct Sampled {
-    /// The most threads the service had at once, the sampler left out.
+    /// The most threads the service had at once, its child processes'
+    /// threads included, the sampler left out.
     pub peak_threads: Option<u64>,
+    /// The sum of the peak resident memory of every child process seen
+    /// (zero without children): each child's own peak, so an upper bound
+    /// on what they held at any one time.
+    pub children_rss_bytes: u64,
     /// CPU time the sampler itself used, to be taken off the run's.
     pub own_cpu: Duration,
 }
@@ -95,8 +121,10 @@ pub struct Sampled {
 /// A background thread that samples the process's thread count every
 /// millisecond and, on a terminal, shows how many plates are served.
 ///
-/// The sampler is one more thread and uses a little CPU: both are taken off
-/// the figures it helps produce.
+/// Child processes started by the main thread (the `processes` model's
+/// workers) count too: their threads, and their peak memory sampled every
+/// ten milliseconds. The sampler is one more thread and uses a little CPU:
+/// both are taken off the figures it helps produce.
 #[derive(Debug)]
 pub struct Sampler {
     stop: Arc<AtomicBool>,
@@ -127,22 +155,36 @@ impl Sampler {
 }
 
 fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
-    let mut peak = threads_now();
+    let mut peak = threads_of("self");
+    let mut child_peaks: HashMap<String, u64> = HashMap::new();
+    let mut samples = 0u32;
     let mut last_shown = Instant::now();
     let mut shown = false;
     while !stop.load(Ordering::Acquire) {
         thread::park_timeout(SAMPLE_EVERY);
-        if let (Some(p), Some(now)) = (peak, threads_now()) {
-            peak = Some(p.max(now));
+        samples = samples.wrapping_add(1);
+        let kids = children();
+        let kid_threads: u64 =
+            kids.iter().filter_map(|pid| threads_of(pid)).sum();
+        if let (Some(p), Some(now)) = (peak, threads_of("self")) {
+            peak = Some(p.max(now + kid_threads));
         }
-        if let Some(total) = progress {
-            if last_shown.elapsed() >= Duration::from_secs(1) {
-                let served = SERVED.load(Ordering::Relaxed);
-                eprint!("\r  served {served}/{total} …");
-                let _ = std::io::stderr().flush();
-                last_shown = Instant::now();
-                shown = true;
+        if samples.is_multiple_of(CHILD_MEMORY_EVERY) {
+            for pid in kids {
+                if let Some(rss) = peak_rss_of(&pid) {
+                    let seen = child_peaks.entry(pid).or_default();
+                    *seen = (*seen).max(rss);
+                }
             }
+        }
+        if let Some(total) = progress
+            && last_shown.elapsed() >= Duration::from_secs(1)
+        {
+            let served = SERVED.load(Ordering::Relaxed);
+            eprint!("\r  served {served}/{total} …");
+            let _ = std::io::stderr().flush();
+            last_shown = Instant::now();
+            shown = true;
         }
     }
     if shown {
@@ -151,6 +193,7 @@ fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
     Sampled {
         // Leave the sampler itself out.
         peak_threads: peak.map(|p| p.saturating_sub(1)),
+        children_rss_bytes: child_peaks.values().sum(),
         own_cpu: thread_cpu_time().unwrap_or_default(),
     }
 }

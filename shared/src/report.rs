@@ -224,10 +224,14 @@ impl fmt::Display for Report {
                 None => writeln!(f, "  {name}  n/a (no orders)")?,
             }
         }
+        let threads = match self.peak_threads {
+            Some(1) => "1 thread".to_owned(),
+            Some(n) => format!("{n} threads"),
+            None => "n/a threads".to_owned(),
+        };
         write!(
             f,
-            "  cost           {} threads at peak, {} peak RSS",
-            self.peak_threads.map_or_else(na, |n| n.to_string()),
+            "  cost           {threads} at peak, {} peak RSS",
             self.peak_rss_bytes.map_or_else(na, mebibytes)
         )
     }

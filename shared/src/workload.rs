@@ -30,7 +30,7 @@ impl Work {
 }
 
 /// One step of a recipe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Step {
     /// CPU work: the cook's thread is busy for the whole step.
     Chop(Work),
@@ -174,22 +174,57 @@ const ROAST_HOG: Dish = Dish {
 /// The cashier's own chop for ringing up one order.
 pub const RING_UP: Work = Work(10);
 
+/// Every dish on the menu, to find a dish by name.
+const MENU: [&Dish; 13] = [
+    &SALAD,
+    &SOUP,
+    &STIR_FRY,
+    &STEW,
+    &NOODLES,
+    &DUMPLINGS,
+    &CURRY,
+    &ROAST,
+    &PIE,
+    &SOUFFLE,
+    &WEDDING_CAKE,
+    &CROQUEMBOUCHE,
+    &ROAST_HOG,
+];
+
 /// One customer's order.
 ///
 /// Cloning is cheap: the steps are shared with every other order of the same
-/// dish.
-#[derive(Clone, Debug)]
+/// dish. It serialises (serde), so a model can hand it to another process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Order {
     id: u64,
     arrival: Duration,
-    dish: &'static str,
+    dish: DishName,
     steps: Arc<[Step]>,
     pub(crate) receipt: Option<Receipt>,
     pub(crate) fault: bool,
 }
 
+/// A dish's name, read back from JSON as the menu's own `&'static str`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+struct DishName(&'static str);
+
+impl<'de> Deserialize<'de> for DishName {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        MENU.iter()
+            .map(|dish| DishName(dish.name))
+            .find(|known| known.0 == name)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("no dish {name:?}"))
+            })
+    }
+}
+
 /// What the cashier's ring-up leaves on an order.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct Receipt {
     pub(crate) accepted: Duration,
     pub(crate) digest: u64,
@@ -208,7 +243,7 @@ impl Order {
 
     /// The dish's name on the menu.
     pub fn dish(&self) -> &'static str {
-        self.dish
+        self.dish.0
     }
 
     /// The recipe, to be run in order.
@@ -239,7 +274,8 @@ pub(crate) fn seed_of(id: u64, index: u32) -> u64 {
     kernel::mix(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(index))
 }
 
-/// One chop of a plate: where the digest goes from `digest`.
+/// One chop of a plate: where the digest goes from `digest`. (Sliced
+/// chops in `Plate::chop_slice` compute the same in parts.)
 pub(crate) fn chop_digest(digest: u64, id: u64, index: u32, work: Work) -> u64 {
     kernel::mix(kernel::work(digest ^ seed_of(id, index), work.units()))
 }
@@ -416,7 +452,7 @@ impl Workload {
             list.push(Order {
                 id,
                 arrival: scale(time),
-                dish: dish.name,
+                dish: DishName(dish.name),
                 steps: recipe(dish),
                 receipt: None,
                 fault: false,

@@ -97,6 +97,9 @@ pub struct Model {
 /// The arguments, as parsed.
 #[derive(Clone, Debug, Parser)]
 #[command(
+    // A flag given twice takes its last value, so a wrapper can add to a
+    // command line without editing it (`compare --example-args`).
+    args_override_self = true,
     after_help = "Exit status: 0 when every order was served once with the \
                   right digest, 1 when verification fails or a cook \
                   panicked, 2 for bad arguments."

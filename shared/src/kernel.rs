@@ -60,6 +60,21 @@ pub fn jump(x: u64, units: u32) -> u64 {
     acc_a.wrapping_mul(x).wrapping_add(acc_c)
 }
 
+/// Measures how long one unit of work takes on this machine now: the best
+/// of five runs of about 20 ms each (the best, because interference only
+/// ever makes a run slower).
+pub fn measure_unit() -> std::time::Duration {
+    const UNITS: u32 = 20_000;
+    (0..5)
+        .map(|i| {
+            let start = std::time::Instant::now();
+            black_box(work(black_box(i), UNITS));
+            start.elapsed() / UNITS
+        })
+        .min()
+        .unwrap_or_default()
+}
+
 /// A strong 64-bit mixer (the SplitMix64 finaliser): spreads every input bit
 /// over every output bit, so digests of neighbouring orders look unrelated.
 pub fn mix(mut z: u64) -> u64 {

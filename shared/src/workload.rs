@@ -544,6 +544,37 @@ impl Workload {
             .sum()
     }
 
+    /// The physical limit: no model can finish this workload sooner, on
+    /// `cores` cores where one unit of work takes `unit`. It is the larger of
+    ///
+    /// - the kitchen's total chopping spread perfectly over every core, and
+    /// - the cashier's serial chain: ringing up each order no earlier than
+    ///   its arrival, one after another, plus that order's own chops and
+    ///   simmers, for whichever order finishes last.
+    ///
+    /// `efficiency = lower bound ÷ makespan` says how close a model came.
+    pub fn lower_bound(&self, unit: Duration, cores: usize) -> Duration {
+        let all_cores = unit
+            .mul_f64(self.total_work() as f64)
+            .div_f64(cores.max(1) as f64);
+        let ring_up = unit * RING_UP.units();
+        let mut till = Duration::ZERO;
+        let mut chain = Duration::ZERO;
+        for order in &self.orders {
+            till = till.max(order.arrival) + ring_up;
+            let own: Duration = order
+                .steps
+                .iter()
+                .map(|step| match *step {
+                    Step::Chop(work) => unit * work.units(),
+                    Step::Simmer(d) => d,
+                })
+                .sum();
+            chain = chain.max(till + own);
+        }
+        all_cores.max(chain)
+    }
+
     /// When the last customer arrives.
     pub fn last_arrival(&self) -> Duration {
         self.orders.last().map_or(Duration::ZERO, Order::arrival)

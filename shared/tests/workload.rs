@@ -144,3 +144,32 @@ fn expected_digests_match_real_chopping() {
     // And the kernel's own shortcut, on a longer run.
     assert_eq!(kernel::work(3, 2000), kernel::jump(3, 2000));
 }
+
+#[test]
+fn the_lower_bound_is_the_larger_of_cores_and_the_cashier() {
+    let unit = Duration::from_micros(1);
+    // Banquet: everyone at once, heavy chopping: the cores are the limit,
+    // and halving the cores doubles it.
+    let w = Workload::generate(Preset::Banquet, 400, 1);
+    let (one, two) = (w.lower_bound(unit, 1), w.lower_bound(unit, 2));
+    assert_eq!(one, Duration::from_micros(w.total_work()));
+    assert_eq!(two, one / 2);
+    // Takeout: the last arrival plus its simmer dominates; cores hardly
+    // matter.
+    let w = Workload::generate(Preset::Takeout, 5000, 1);
+    let bound = w.lower_bound(unit, 64);
+    assert!(bound >= w.last_arrival());
+    assert!(bound > Duration::from_millis(400));
+    assert_eq!(bound, w.lower_bound(unit, 128));
+    // No orders, nothing to wait for.
+    let w = Workload::generate(Preset::LunchRush, 0, 1);
+    assert_eq!(w.lower_bound(unit, 2), Duration::ZERO);
+}
+
+#[test]
+fn a_unit_is_measured_in_a_plausible_range() {
+    // Wide on purpose: the machine is shared and the build may be slow.
+    let unit = kernel::measure_unit();
+    assert!(unit > Duration::from_nanos(10), "{unit:?}");
+    assert!(unit < Duration::from_micros(100), "{unit:?}");
+}

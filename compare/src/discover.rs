@@ -1,0 +1,149 @@
+//! Finds the models: every package under `examples-*/` with a binary, and
+//! the `sequential` reference, straight from `cargo metadata`. Crates added
+//! later appear without any edit here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package};
+
+/// One model the comparison runs.
+#[derive(Clone, Debug)]
+pub struct Example {
+    /// The package name (`concurrency-tokio`), or `sequential`.
+    pub model: String,
+    /// The package that builds it.
+    pub package: String,
+    /// The binary's name.
+    pub bin: String,
+    /// `reference`, `concurrency`, `parallelism`, `blocking`, …
+    pub group: String,
+    /// The crates it runs on, with their resolved versions (`tokio 1.54.1`):
+    /// its normal dependencies other than `restaurant`.
+    pub crates: Vec<String>,
+}
+
+/// The workspace as the comparison needs it.
+#[derive(Debug)]
+pub struct Workspace {
+    /// Where `Cargo.toml` is.
+    pub root: PathBuf,
+    /// Where cargo puts its builds (respects `CARGO_TARGET_DIR`).
+    pub target_dir: PathBuf,
+    /// Every model, the reference first, then by group and name.
+    pub examples: Vec<Example>,
+}
+
+impl Workspace {
+    /// Where the release build of `example` lands.
+    pub fn binary(&self, example: &Example) -> PathBuf {
+        let name = format!("{}{}", example.bin, std::env::consts::EXE_SUFFIX);
+        self.target_dir.join("release").join(name)
+    }
+}
+
+/// Reads the workspace at `manifest` (its root `Cargo.toml`).
+pub fn workspace(manifest: &Path) -> Result<Workspace> {
+    let metadata = MetadataCommand::new()
+        .manifest_path(manifest)
+        .exec()
+        .context("cargo metadata failed")?;
+    let root = metadata.workspace_root.clone().into_std_path_buf();
+    let mut examples = Vec::new();
+    for package in metadata.workspace_packages() {
+        let dir = package
+            .manifest_path
+            .parent()
+            .map(|d| d.as_std_path().to_path_buf())
+            .unwrap_or_default();
+        let Ok(relative) = dir.strip_prefix(&root) else {
+            continue;
+        };
+        let first = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .unwrap_or_default();
+        let bins: Vec<&str> = package
+            .targets
+            .iter()
+            .filter(|t| t.is_bin())
+            .map(|t| t.name.as_str())
+            .collect();
+        if let Some(group) = first.strip_prefix("examples-") {
+            let Some(bin) = bins.iter().find(|b| **b == package.name.as_str())
+            else {
+                continue; // a library without its binary is not a model
+            };
+            examples.push(Example {
+                model: package.name.to_string(),
+                package: package.name.to_string(),
+                bin: (*bin).to_owned(),
+                group: group.to_owned(),
+                crates: crates_of(&metadata, package),
+            });
+        } else if bins.contains(&"sequential") {
+            examples.push(Example {
+                model: "sequential".to_owned(),
+                package: package.name.to_string(),
+                bin: "sequential".to_owned(),
+                group: "reference".to_owned(),
+                crates: vec!["std".to_owned()],
+            });
+        }
+    }
+    if examples.is_empty() {
+        bail!("no examples found under {}/examples-*", root.display());
+    }
+    let rank = |group: &str| match group {
+        "reference" => 0,
+        "concurrency" => 1,
+        "parallelism" => 2,
+        "blocking" => 3,
+        _ => 4,
+    };
+    examples.sort_by(|a, b| {
+        (rank(&a.group), &a.group, &a.model).cmp(&(
+            rank(&b.group),
+            &b.group,
+            &b.model,
+        ))
+    });
+    Ok(Workspace {
+        root,
+        target_dir: metadata.target_directory.into_std_path_buf(),
+        examples,
+    })
+}
+
+/// The normal dependencies of `package` other than `restaurant`, with the
+/// versions the lock file resolved them to.
+fn crates_of(metadata: &Metadata, package: &Package) -> Vec<String> {
+    let by_id: HashMap<_, _> =
+        metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let Some(node) = metadata
+        .resolve
+        .as_ref()
+        .and_then(|r| r.nodes.iter().find(|n| n.id == package.id))
+    else {
+        return Vec::new();
+    };
+    let mut crates: Vec<String> = node
+        .deps
+        .iter()
+        .filter(|dep| {
+            dep.dep_kinds
+                .iter()
+                .any(|k| k.kind == DependencyKind::Normal)
+        })
+        .filter_map(|dep| by_id.get(&dep.pkg))
+        .filter(|p| p.name.as_str() != "restaurant")
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
+    crates.sort();
+    if crates.is_empty() {
+        crates.push("std".to_owned());
+    }
+    crates
+}

@@ -1,0 +1,450 @@
+//! `compare`: every model, one workload, one table.
+//!
+//! ```text
+//! cargo run --release                      # every model on every preset
+//! cargo run --release -- --preset takeout  # one preset
+//! cargo run --release -- --quick           # small and fast, under a minute
+//! cargo run --release -- --write-book      # regenerate book/src/results/
+//! ```
+//!
+//! It finds the examples from `cargo metadata` (every package under
+//! `examples-*/`, plus `sequential`), builds them in release, runs each on
+//! the same workload in a process of its own, checks every checksum against
+//! the one the workload must have, and prints a table per preset.
+//!
+//! Exit status: 0 when every run finished with the right checksum or ran
+//! out of time (a model that cannot cope is a result); 1 when a checksum
+//! disagrees or an example crashed or failed verification; 2 for bad
+//! arguments.
+
+mod book;
+mod discover;
+mod machine;
+mod render;
+mod run;
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use restaurant::{Preset, Report, Workload, kernel};
+use serde::Serialize;
+
+use crate::discover::{Example, Workspace};
+use crate::render::{Row, Stage};
+use crate::run::Outcome;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "compare",
+    about = "Runs every example on the same workload and prints what each \
+             one did",
+    after_help = "Exit status: 0 when every run finished with the right \
+                  checksum or ran out of time; 1 when a checksum disagrees \
+                  or an example crashed or failed verification; 2 for bad \
+                  arguments."
+)]
+struct Cli {
+    /// Presets to run, comma-separated [default: all four]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    preset: Vec<Preset>,
+
+    /// Models to run, by package name, comma-separated (`sequential` for
+    /// the reference) [default: every example]
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    models: Vec<String>,
+
+    /// Runs of each model on each preset; the figures are medians
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=99))]
+    repeats: u32,
+
+    /// The workload seed
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+
+    /// Seconds a run may take before it is killed and shown as DNF
+    /// [default: 10, or 5 with --quick]
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = parse_limit
+    )]
+    time_limit: Option<f64>,
+
+    /// Every model on every preset, a tenth of the orders and time ÷20:
+    /// a check that everything works, in about a minute
+    #[arg(long)]
+    quick: bool,
+
+    /// Print one JSON object with a `runs` array instead of tables
+    #[arg(long)]
+    json: bool,
+
+    /// Write the tables, charts and machine to book/src/results/
+    #[arg(long)]
+    write_book: bool,
+
+    /// Do not build: use the release binaries already in the target folder
+    #[arg(long)]
+    no_build: bool,
+
+    /// Extra arguments for every example run, as one string (a test hook:
+    /// `--example-args "--seed 2"` makes every checksum disagree)
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    example_args: Option<String>,
+}
+
+fn parse_limit(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 3600.0 => Ok(f),
+        _ => Err("expected a number of seconds from 0 to 3600".to_owned()),
+    }
+}
+
+/// Everything `--json` prints.
+#[derive(Debug, Serialize)]
+struct Comparison {
+    schema_version: u32,
+    host: restaurant::report::Host,
+    /// Measured time of one kernel unit, in seconds.
+    unit_s: f64,
+    time_limit_s: f64,
+    stages: Vec<StageJson>,
+    runs: Vec<RunJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct StageJson {
+    preset: Preset,
+    orders: usize,
+    seed: u64,
+    time_scale: f64,
+    lower_bound_s: f64,
+    expected_checksum: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RunJson {
+    model: String,
+    preset: Preset,
+    /// `ok`, `dnf` or `failed`.
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    efficiency: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match compare(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("compare: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the comparison; `Ok(false)` when a run failed or disagreed.
+fn compare(cli: &Cli) -> Result<bool> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let workspace = discover::workspace(&manifest)?;
+    let examples = chosen(&workspace, &cli.models)?;
+    if !cli.no_build {
+        build(&workspace, &examples)?;
+    }
+
+    let presets = if cli.preset.is_empty() {
+        Preset::ALL.to_vec()
+    } else {
+        cli.preset.clone()
+    };
+    let limit =
+        Duration::from_secs_f64(cli.time_limit.unwrap_or(if cli.quick {
+            5.0
+        } else {
+            10.0
+        }));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let unit = kernel::measure_unit();
+    let extra: Vec<String> = cli
+        .example_args
+        .as_deref()
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+
+    let stages: Vec<Stage> = presets
+        .iter()
+        .map(|&preset| {
+            let (orders, time_scale) = if cli.quick {
+                ((preset.default_orders() / 10).max(10), 20.0)
+            } else {
+                (preset.default_orders(), 1.0)
+            };
+            let workload =
+                Workload::generate_scaled(preset, orders, cli.seed, time_scale);
+            Stage {
+                preset,
+                orders,
+                seed: cli.seed,
+                time_scale,
+                cores,
+                lower_bound: workload.lower_bound(unit, cores),
+                expected: workload.expected_checksum().to_string(),
+            }
+        })
+        .collect();
+
+    let total = (stages.len() * examples.len()) as u64 * u64::from(cli.repeats);
+    let progress = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {msg}")
+            .expect("the template is valid"),
+    );
+    let mut results: Vec<(Stage, Vec<Row>)> = Vec::new();
+    for stage in &stages {
+        let mut rows = Vec::new();
+        for example in &examples {
+            progress
+                .set_message(format!("{} on {}", example.model, stage.preset));
+            let mut args = vec![
+                "--preset".to_owned(),
+                stage.preset.name().to_owned(),
+                "--orders".to_owned(),
+                stage.orders.to_string(),
+                "--seed".to_owned(),
+                stage.seed.to_string(),
+                "--time-scale".to_owned(),
+                stage.time_scale.to_string(),
+                "--json".to_owned(),
+            ];
+            args.extend(extra.iter().cloned());
+            let mut outcomes = Vec::new();
+            for _ in 0..cli.repeats {
+                let outcome =
+                    run::run(&workspace.binary(example), &args, limit);
+                progress.inc(1);
+                let stop = !matches!(outcome, Outcome::Ok(_));
+                outcomes.push(check(outcome, stage));
+                if stop {
+                    // A DNF or a failure will not get better with repeats.
+                    progress
+                        .inc(u64::from(cli.repeats) - outcomes.len() as u64);
+                    break;
+                }
+            }
+            rows.push(Row {
+                model: example.model.clone(),
+                outcome: median(outcomes),
+            });
+        }
+        results.push((stage.clone(), rows));
+    }
+    progress.finish_and_clear();
+
+    let all_good = results.iter().all(|(_, rows)| {
+        rows.iter()
+            .all(|r| !matches!(r.outcome, Outcome::Failed(_)))
+    });
+    if cli.json {
+        print_json(&results, unit, limit);
+    } else {
+        print_tables(&results, limit, unit);
+    }
+    if cli.write_book {
+        let dir = workspace.root.join("book/src/results");
+        book::write(&dir, &results, &examples, limit, cli)?;
+        eprintln!("wrote {}", dir.display());
+    }
+    Ok(all_good)
+}
+
+/// The examples named by `--models`, or all of them.
+fn chosen(workspace: &Workspace, names: &[String]) -> Result<Vec<Example>> {
+    if names.is_empty() {
+        return Ok(workspace.examples.clone());
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        match workspace.examples.iter().find(|e| &e.model == name) {
+            Some(example) => chosen.push(example.clone()),
+            None => {
+                let known: Vec<&str> = workspace
+                    .examples
+                    .iter()
+                    .map(|e| e.model.as_str())
+                    .collect();
+                let mut command = <Cli as clap::CommandFactory>::command();
+                command
+                    .error(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!(
+                            "invalid value '{name}' for '--models <NAMES>': \
+                             the models are {}",
+                            known.join(", ")
+                        ),
+                    )
+                    .exit();
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// Builds every chosen example in release, in one cargo invocation.
+fn build(workspace: &Workspace, examples: &[Example]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(&workspace.root).args([
+        "build",
+        "--release",
+        "--quiet",
+    ]);
+    for example in examples {
+        command.args(["-p", &example.package, "--bin", &example.bin]);
+    }
+    eprintln!("building {} examples in release…", examples.len());
+    let status = command.status().context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    Ok(())
+}
+
+/// A run whose checksum disagrees with the workload's is a failure.
+fn check(outcome: Outcome, stage: &Stage) -> Outcome {
+    match outcome {
+        Outcome::Ok(report) if report.checksum != stage.expected => {
+            Outcome::Failed(format!(
+                "checksum {} disagrees with the expected {}",
+                report.checksum, stage.expected
+            ))
+        }
+        other => other,
+    }
+}
+
+/// One outcome from several runs: the first failure or DNF if any, else a
+/// report whose every figure is the median of the runs'.
+fn median(outcomes: Vec<Outcome>) -> Outcome {
+    let mut reports = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Ok(report) => reports.push(*report),
+            other => return other,
+        }
+    }
+    let Some(first) = reports.first().cloned() else {
+        return Outcome::Failed("no run".to_owned());
+    };
+    fn mid<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let each =
+        |f: &dyn Fn(&Report) -> f64| mid(reports.iter().map(f).collect());
+    let some = |f: &dyn Fn(&Report) -> Option<f64>| {
+        let v: Option<Vec<f64>> = reports.iter().map(f).collect();
+        v.map(mid)
+    };
+    let percentiles =
+        |f: &dyn Fn(&Report) -> Option<restaurant::report::Percentiles>| {
+            let v: Option<Vec<_>> = reports.iter().map(f).collect();
+            v.map(|v| restaurant::report::Percentiles {
+                p50: mid(v.iter().map(|p| p.p50).collect()),
+                p99: mid(v.iter().map(|p| p.p99).collect()),
+                max: mid(v.iter().map(|p| p.max).collect()),
+            })
+        };
+    let median = Report {
+        makespan_s: each(&|r| r.makespan_s),
+        cpu_s: some(&|r| r.cpu_s),
+        counter_wait: percentiles(&|r| r.counter_wait),
+        order_latency: percentiles(&|r| r.order_latency),
+        peak_rss_bytes: some(&|r| r.peak_rss_bytes.map(|b| b as f64))
+            .map(|b| b as u64),
+        peak_threads: some(&|r| r.peak_threads.map(|n| n as f64))
+            .map(|n| n as u64),
+        ..first
+    };
+    Outcome::Ok(Box::new(median))
+}
+
+fn print_tables(
+    results: &[(Stage, Vec<Row>)],
+    limit: Duration,
+    unit: Duration,
+) {
+    println!(
+        "one unit of chopping takes {:.0} ns here; the lower bound is the \
+         physical limit, efficiency = lower bound ÷ makespan",
+        unit.as_secs_f64() * 1e9
+    );
+    for (stage, rows) in results {
+        println!("\n{}", stage.headline());
+        println!("{}", render::table(stage, rows, limit));
+        for failure in render::failures(rows) {
+            println!("  FAILED {failure}");
+        }
+    }
+}
+
+fn print_json(results: &[(Stage, Vec<Row>)], unit: Duration, limit: Duration) {
+    let mut runs = Vec::new();
+    for (stage, rows) in results {
+        for row in rows {
+            let (status, report, message) = match &row.outcome {
+                Outcome::Ok(r) => ("ok", Some((**r).clone()), None),
+                Outcome::Dnf => (
+                    "dnf",
+                    None,
+                    Some(format!("killed after {} s", limit.as_secs_f64())),
+                ),
+                Outcome::Failed(why) => ("failed", None, Some(why.clone())),
+            };
+            let efficiency = report.as_ref().and_then(|r| {
+                (r.makespan_s > 0.0)
+                    .then(|| stage.lower_bound.as_secs_f64() / r.makespan_s)
+            });
+            runs.push(RunJson {
+                model: row.model.clone(),
+                preset: stage.preset,
+                status,
+                report,
+                efficiency,
+                message,
+            });
+        }
+    }
+    let comparison = Comparison {
+        schema_version: 1,
+        host: restaurant::report::Host::this(),
+        unit_s: unit.as_secs_f64(),
+        time_limit_s: limit.as_secs_f64(),
+        stages: results
+            .iter()
+            .map(|(s, _)| StageJson {
+                preset: s.preset,
+                orders: s.orders,
+                seed: s.seed,
+                time_scale: s.time_scale,
+                lower_bound_s: s.lower_bound.as_secs_f64(),
+                expected_checksum: s.expected.clone(),
+            })
+            .collect(),
+        runs,
+    };
+    // Plain data: serialising cannot fail.
+    println!(
+        "{}",
+        serde_json::to_string(&comparison).expect("the comparison serialises")
+    );
+}

@@ -63,9 +63,11 @@ pub fn write(
             .collect();
         chart(
             &dir.join(format!("{name}-makespan.svg")),
-            &format!("{name}: makespan (s), lower bound dashed"),
+            &format!("{name}: makespan (s); dashed: the lower bound"),
             &makespan,
-            limit.as_secs_f64(),
+            Axis::Linear {
+                dnf_at: limit.as_secs_f64(),
+            },
             Some(stage.lower_bound.as_secs_f64()),
         )?;
         let waits: Vec<Bar> = rows
@@ -74,9 +76,9 @@ pub fn write(
             .collect();
         chart(
             &dir.join(format!("{name}-counter-wait.svg")),
-            &format!("{name}: longest counter wait (ms)"),
+            &format!("{name}: longest counter wait (ms, log scale)"),
             &waits,
-            limit.as_secs_f64() * 1e3,
+            Axis::Log,
             None,
         )?;
     }
@@ -133,99 +135,185 @@ impl Bar {
     }
 }
 
-/// A horizontal bar chart as SVG. A DNF bar runs to `dnf_at` in red; a
-/// failed run has no bar. Text is left to the SVG viewer's fonts, so no
+/// How a chart's value axis runs.
+#[derive(Clone, Copy, Debug)]
+enum Axis {
+    /// From zero; a DNF bar runs to the time limit, shown in red.
+    Linear { dnf_at: f64 },
+    /// Logarithmic, for values that span several orders of magnitude; a
+    /// DNF has no bar, only its label.
+    Log,
+}
+
+/// A horizontal bar chart as SVG, the first bar at the top. A failed run
+/// has no bar, only a label. Text is left to the SVG viewer's fonts, so no
 /// font files are needed to draw it.
 fn chart(
     path: &Path,
     title: &str,
     bars: &[Bar],
-    dnf_at: f64,
+    axis: Axis,
     marker: Option<f64>,
 ) -> Result<()> {
     let n = bars.len().max(1);
     let height = 70 + 24 * n as u32;
     let root = SVGBackend::new(path, (720, height)).into_drawing_area();
-    let draw = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!("drawing {}: {e}", path.display())
-    };
-    root.fill(&WHITE).map_err(|e| draw(&e))?;
-    let finished = bars.iter().filter_map(|b| b.value).fold(0.0, f64::max);
-    let any_dnf = bars.iter().any(|b| b.dnf);
-    let top = if any_dnf { dnf_at } else { finished }
-        .max(marker.unwrap_or(0.0))
-        .max(1e-9)
-        * 1.05;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 16))
+    root.fill(&WHITE).map_err(|e| drawing(path, &e))?;
+    let values = bars.iter().filter_map(|b| b.value);
+    let largest = values.clone().fold(marker.unwrap_or(0.0), f64::max);
+    let smallest = values.filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+    let caption = (title, ("sans-serif", 16));
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(caption.0, caption.1)
         .margin(8)
         .x_label_area_size(24)
-        .y_label_area_size(210)
-        .build_cartesian_2d(0.0..top, (0..n).into_segmented())
-        .map_err(|e| draw(&e))?;
+        .y_label_area_size(210);
+    // Bar i is drawn in segment n-1-i, so that the first is at the top.
+    let row = |i: usize| n - 1 - i;
     let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n)
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => {
-                labels.get(*i).cloned().unwrap_or_default()
-            }
-            _ => String::new(),
-        })
-        .x_labels(6)
-        .draw()
-        .map_err(|e| draw(&e))?;
-    chart
-        .draw_series(bars.iter().enumerate().filter_map(|(i, bar)| {
-            let (value, color) = match (bar.value, bar.dnf) {
-                (Some(v), _) => (v, BLUE.mix(0.7)),
-                (None, true) => (dnf_at, RED.mix(0.5)),
-                (None, false) => return None,
+    let y_label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(s) if *s < n => labels[row(*s)].clone(),
+        _ => String::new(),
+    };
+    match axis {
+        Axis::Linear { dnf_at } => {
+            let any_dnf = bars.iter().any(|b| b.dnf);
+            let top = if any_dnf {
+                largest.max(dnf_at)
+            } else {
+                largest
             };
-            let mut rect = Rectangle::new(
-                [
-                    (0.0, SegmentValue::Exact(i)),
-                    (value, SegmentValue::Exact(i + 1)),
-                ],
-                color.filled(),
-            );
-            rect.set_margin(3, 3, 0, 0);
-            Some(rect)
-        }))
-        .map_err(|e| draw(&e))?;
-    chart
-        .draw_series(
-            bars.iter()
-                .enumerate()
-                .filter(|(_, b)| b.value.is_none())
-                .map(|(i, bar)| {
-                    let text = if bar.dnf { "DNF" } else { "FAILED" };
-                    let x = if bar.dnf { dnf_at * 0.98 } else { top * 0.02 };
-                    let style = ("sans-serif", 12).into_font().color(&BLACK);
-                    let style = if bar.dnf {
-                        style.pos(Pos::new(HPos::Right, VPos::Center))
+            let top = top.max(1e-9) * 1.05;
+            let mut chart = builder
+                .build_cartesian_2d(0.0..top, (0..n - 1).into_segmented())
+                .map_err(|e| drawing(path, &e))?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(n)
+                .y_label_formatter(&y_label)
+                .x_labels(6)
+                .x_label_formatter(&|x| format!("{x:.1}"))
+                .draw()
+                .map_err(|e| drawing(path, &e))?;
+            for (i, bar) in bars.iter().enumerate() {
+                let (value, color) = match (bar.value, bar.dnf) {
+                    (Some(v), _) => (v, BLUE.mix(0.7)),
+                    (None, true) => (dnf_at, RED.mix(0.5)),
+                    (None, false) => (0.0, WHITE.mix(0.0)),
+                };
+                let (lo, hi) = (
+                    SegmentValue::Exact(row(i)),
+                    SegmentValue::Exact(row(i) + 1),
+                );
+                let mut rect =
+                    Rectangle::new([(0.0, lo), (value, hi)], color.filled());
+                rect.set_margin(3, 3, 0, 0);
+                chart.draw_series([rect]).map_err(|e| drawing(path, &e))?;
+                if bar.value.is_none() {
+                    let (text, x, h) = if bar.dnf {
+                        ("DNF", dnf_at * 0.98, HPos::Right)
                     } else {
-                        style.pos(Pos::new(HPos::Left, VPos::Center))
+                        ("FAILED", top * 0.01, HPos::Left)
                     };
-                    Text::new(text, (x, SegmentValue::CenterOf(i)), style)
-                }),
-        )
-        .map_err(|e| draw(&e))?;
-    if let Some(bound) = marker {
-        chart
-            .draw_series(DashedLineSeries::new(
-                [
+                    let style = ("sans-serif", 12)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(h, VPos::Center));
+                    let at = (x, SegmentValue::CenterOf(row(i)));
+                    chart
+                        .draw_series([Text::new(text, at, style)])
+                        .map_err(|e| drawing(path, &e))?;
+                }
+            }
+            if let Some(bound) = marker {
+                let line = [
                     (bound, SegmentValue::Exact(0)),
                     (bound, SegmentValue::Exact(n)),
-                ],
-                4,
-                3,
-                BLACK.stroke_width(1),
-            ))
-            .map_err(|e| draw(&e))?;
+                ];
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        line,
+                        4,
+                        3,
+                        BLACK.stroke_width(1),
+                    ))
+                    .map_err(|e| drawing(path, &e))?;
+            }
+        }
+        Axis::Log => {
+            // Plotted as log10 on a linear axis, labelled in plain numbers
+            // at each power of ten.
+            let (lo, hi) = if smallest.is_finite() {
+                (
+                    smallest.log10().floor(),
+                    largest.max(smallest).log10().ceil(),
+                )
+            } else {
+                (-3.0, 0.0)
+            };
+            let hi = hi.max(lo + 1.0);
+            let mut chart = builder
+                .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())
+                .map_err(|e| drawing(path, &e))?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(n)
+                .y_label_formatter(&y_label)
+                .x_labels((hi - lo) as usize + 1)
+                .x_label_formatter(&|x| {
+                    if (x - x.round()).abs() > 1e-6 {
+                        return String::new();
+                    }
+                    let v = 10f64.powf(x.round());
+                    if v >= 1.0 {
+                        format!("{v:.0}")
+                    } else {
+                        format!("{v}")
+                    }
+                })
+                .draw()
+                .map_err(|e| drawing(path, &e))?;
+            for (i, bar) in bars.iter().enumerate() {
+                let (a, b) = (
+                    SegmentValue::Exact(row(i)),
+                    SegmentValue::Exact(row(i) + 1),
+                );
+                match bar.value.filter(|v| *v > 0.0) {
+                    Some(v) => {
+                        let mut rect = Rectangle::new(
+                            [(lo, a), (v.log10(), b)],
+                            BLUE.mix(0.7).filled(),
+                        );
+                        rect.set_margin(3, 3, 0, 0);
+                        chart
+                            .draw_series([rect])
+                            .map_err(|e| drawing(path, &e))?;
+                    }
+                    None => {
+                        let text = if bar.dnf { "DNF" } else { "FAILED" };
+                        let style = ("sans-serif", 12)
+                            .into_font()
+                            .color(&BLACK)
+                            .pos(Pos::new(HPos::Left, VPos::Center));
+                        let at = (
+                            lo + 0.02 * (hi - lo),
+                            SegmentValue::CenterOf(row(i)),
+                        );
+                        chart
+                            .draw_series([Text::new(text, at, style)])
+                            .map_err(|e| drawing(path, &e))?;
+                    }
+                }
+            }
+        }
     }
-    root.present().map_err(|e| draw(&e))?;
+    root.present().map_err(|e| drawing(path, &e))?;
     Ok(())
+}
+
+fn drawing(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing {}: {e}", path.display())
 }

@@ -98,11 +98,11 @@ fn children() -> Vec<String> {
 }
 
 /// How often the sampler looks at the thread count.
-const SAMPLE_EVERY: Duration = Duration::from_millis(1);
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 
-/// Reading a child's memory costs more than counting threads, so it is
-/// read every this many samples.
-const CHILD_MEMORY_EVERY: u32 = 10;
+/// Listing the children and reading their memory cost more than counting
+/// threads, so they are done every this many samples.
+const CHILDREN_EVERY: u32 = 10;
 
 /// What the sampler saw.
 #[derive(Clone, Copy, Debug)]
@@ -118,13 +118,15 @@ pub struct Sampled {
     pub own_cpu: Duration,
 }
 
-/// A background thread that samples the process's thread count every
-/// millisecond and, on a terminal, shows how many plates are served.
+/// A background thread that samples the process's thread count every two
+/// milliseconds and, on a terminal, shows how many plates are served.
 ///
 /// Child processes started by the main thread (the `processes` model's
-/// workers) count too: their threads, and their peak memory sampled every
-/// ten milliseconds. The sampler is one more thread and uses a little CPU:
-/// both are taken off the figures it helps produce.
+/// workers) count too: the list of children and their peak memory are read
+/// every twenty milliseconds, their threads at every sample. The sampler is
+/// one more thread and uses a little CPU: both are taken off the figures it
+/// helps produce, and the `measuring` benchmark of `compare` shows the CPU
+/// it takes is about 1% of a run's.
 #[derive(Debug)]
 pub struct Sampler {
     stop: Arc<AtomicBool>,
@@ -154,28 +156,44 @@ impl Sampler {
     }
 }
 
+/// What one sample costs on this machine, without children: the figure
+/// behind the claim that sampling does not distort a run (see the
+/// `measuring` benchmark of `compare`).
+pub fn sample_cost() -> Duration {
+    const N: u32 = 2_000;
+    let start = Instant::now();
+    for i in 0..N {
+        std::hint::black_box(threads_of("self"));
+        if i.is_multiple_of(CHILDREN_EVERY) {
+            std::hint::black_box(children());
+        }
+    }
+    start.elapsed() / N
+}
+
 fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
     let mut peak = threads_of("self");
     let mut child_peaks: HashMap<String, u64> = HashMap::new();
+    let mut kids = Vec::new();
     let mut samples = 0u32;
     let mut last_shown = Instant::now();
     let mut shown = false;
     while !stop.load(Ordering::Acquire) {
         thread::park_timeout(SAMPLE_EVERY);
+        if samples.is_multiple_of(CHILDREN_EVERY) {
+            kids = children();
+            for pid in &kids {
+                if let Some(rss) = peak_rss_of(pid) {
+                    let seen = child_peaks.entry(pid.clone()).or_default();
+                    *seen = (*seen).max(rss);
+                }
+            }
+        }
         samples = samples.wrapping_add(1);
-        let kids = children();
         let kid_threads: u64 =
             kids.iter().filter_map(|pid| threads_of(pid)).sum();
         if let (Some(p), Some(now)) = (peak, threads_of("self")) {
             peak = Some(p.max(now + kid_threads));
-        }
-        if samples.is_multiple_of(CHILD_MEMORY_EVERY) {
-            for pid in kids {
-                if let Some(rss) = peak_rss_of(&pid) {
-                    let seen = child_peaks.entry(pid).or_default();
-                    *seen = (*seen).max(rss);
-                }
-            }
         }
         if let Some(total) = progress
             && last_shown.elapsed() >= Duration::from_secs(1)

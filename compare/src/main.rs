@@ -259,12 +259,70 @@ fn compare(cli: &Cli) -> Result<bool> {
     } else {
         print_tables(&results, limit, unit);
     }
+    let mut timelines_good = true;
     if cli.write_book {
         let dir = workspace.root.join("book/src/results");
         book::write(&dir, &results, &examples, limit, cli)?;
+        timelines_good = timelines(&workspace, &examples, &dir, limit);
         eprintln!("wrote {}", dir.display());
     }
-    Ok(all_good)
+    Ok(all_good && timelines_good)
+}
+
+/// The timelines the book shows: `(model, preset, orders, time scale)`.
+/// Small enough for every one of them to finish.
+const TIMELINES: [(&str, Preset, usize, f64); 4] = [
+    // The blocking lesson: the cashier stalls behind a cake, or does not.
+    ("blocking-blocked", Preset::BigOrder, 200, 1.0),
+    ("blocking-spawn-blocking", Preset::BigOrder, 200, 1.0),
+    // Waiting: threads sit blocked, tasks free their thread.
+    ("parallelism-thread-pool", Preset::Takeout, 100, 10.0),
+    ("concurrency-tokio", Preset::Takeout, 100, 10.0),
+];
+
+/// Draws the book's timelines into `dir` as
+/// `timeline-<model>-<preset>.svg`; `false` if one of them failed.
+fn timelines(
+    workspace: &Workspace,
+    examples: &[Example],
+    dir: &Path,
+    limit: Duration,
+) -> bool {
+    let mut good = true;
+    for (model, preset, orders, scale) in TIMELINES {
+        let Some(example) = examples.iter().find(|e| e.model == model) else {
+            eprintln!(
+                "no timeline for {model}: it is not among the models run"
+            );
+            continue;
+        };
+        let file = dir.join(format!("timeline-{model}-{}.svg", preset.name()));
+        let args: Vec<String> = [
+            "--preset",
+            preset.name(),
+            "--orders",
+            &orders.to_string(),
+            "--time-scale",
+            &scale.to_string(),
+            "--json",
+            "--trace",
+            &file.to_string_lossy(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        match run::run(&workspace.binary(example), &args, limit) {
+            Outcome::Ok(_) => {}
+            Outcome::Dnf => {
+                eprintln!("timeline of {model} on {preset}: did not finish");
+                good = false;
+            }
+            Outcome::Failed(why) => {
+                eprintln!("timeline of {model} on {preset}: {why}");
+                good = false;
+            }
+        }
+    }
+    good
 }
 
 /// The examples named by `--models`, or all of them.

@@ -155,6 +155,11 @@ pub struct Args {
     /// a panicking cook
     #[arg(long, value_name = "ID", allow_negative_numbers = true)]
     pub fail_order: Option<u64>,
+
+    /// Draw the run as an SVG timeline in FILE: one lane per thread, its
+    /// ring-ups, chops and simmers
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 fn parse_orders(s: &str) -> Result<usize, String> {
@@ -183,6 +188,8 @@ pub struct Run {
     pub cooks: usize,
     /// Print JSON.
     pub json: bool,
+    /// Where to draw the timeline, if anywhere.
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// Parses the process's arguments for `model`. Exits with status 2 and a
@@ -242,10 +249,14 @@ where
             )
             .exit();
     }
+    if args.trace.is_some() {
+        workload.trace();
+    }
     Run {
         workload,
         cooks,
         json: args.json,
+        trace: args.trace,
     }
 }
 
@@ -282,6 +293,12 @@ pub fn execute(model: &Model, run: &Run) -> Result<Report, BoxError> {
         peak_threads: sampled.peak_threads,
     };
     let checksum = verify(&run.workload, &plates)?;
+    if let Some(path) = &run.trace {
+        let svg = crate::trace::svg(model.name, &run.workload, &plates);
+        std::fs::write(path, svg).map_err(|e| {
+            format!("cannot write the timeline to {}: {e}", path.display())
+        })?;
+    }
     Ok(Report::new(
         model.name,
         &run.workload,

@@ -178,6 +178,63 @@ pub fn check_panic(model: &Model) {
     }
 }
 
+/// Runs `path args…`: its exit code, stdout and stderr.
+fn run_binary(path: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+/// Runs `--trace` and checks the timeline: well-formed SVG, at least one
+/// lane, exactly one ring-up bar per order and at least one bar per chop.
+fn check_timeline(path: &str) {
+    let file = std::env::temp_dir().join(format!(
+        "timeline-{}-{}.svg",
+        std::process::id(),
+        path.rsplit(['/', '\\']).next().unwrap_or("model")
+    ));
+    let file_arg = file.to_string_lossy().into_owned();
+    let args = [
+        "--preset",
+        "big-order",
+        "--orders",
+        "60",
+        "--time-scale",
+        "20",
+    ];
+    let args = [&args[..], &["--trace", &file_arg]].concat();
+    let (code, _, stderr) = run_binary(path, &args);
+    assert_eq!(code, Some(0), "{path} --trace failed: {stderr}");
+    let svg = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{path} --trace wrote no file: {e}"));
+    let _ = std::fs::remove_file(&file);
+    let doc = roxmltree::Document::parse(&svg)
+        .unwrap_or_else(|e| panic!("{path} --trace: not well-formed SVG: {e}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let count = |class: &str| {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .count()
+    };
+    let workload = Workload::generate_scaled(Preset::BigOrder, 60, 1, 20.0);
+    let chops = workload
+        .orders()
+        .iter()
+        .flat_map(|o| o.steps())
+        .filter(|s| matches!(s, crate::Step::Chop(_)))
+        .count();
+    assert!(count("lane") >= 1, "{path} --trace: no lanes");
+    assert_eq!(
+        count("ring-up"),
+        60,
+        "{path} --trace: one ring-up per order"
+    );
+    assert!(count("chop") >= chops, "{path} --trace: a bar per chop");
+}
+
 /// Runs an example's real binary, as a reader would, and checks the
 /// contract of its command line:
 ///
@@ -185,21 +242,14 @@ pub fn check_panic(model: &Model) {
 ///   takes a few seconds at most), `--json` prints exactly one line whose
 ///   checksum is the workload's expected checksum;
 /// - bad arguments exit 2 with a message naming the argument;
-/// - `--fail-order` exits 1 with a message naming the order.
+/// - `--fail-order` exits 1 with a message naming the order;
+/// - `--trace` draws a well-formed timeline with a bar for every ring-up
+///   and chop.
 ///
 /// Call it from an integration test with the path cargo gives:
 /// `check_binary(env!("CARGO_BIN_EXE_<name>"))`.
 pub fn check_binary(path: &str) {
-    use std::process::Command;
-
-    let run = |args: &[&str]| {
-        let out = Command::new(path)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
-        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-        (out.status.code(), text(out.stdout), text(out.stderr))
-    };
+    let run = |args: &[&str]| run_binary(path, args);
 
     for preset in Preset::ALL {
         let args =
@@ -231,6 +281,8 @@ pub fn check_binary(path: &str) {
         assert!(stderr.contains(named), "{path} {args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{path} {args:?}: {stderr}");
     }
+
+    check_timeline(path);
 
     let args = [
         "--orders",

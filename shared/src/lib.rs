@@ -39,6 +39,7 @@ mod plate;
 pub mod probe;
 pub mod report;
 pub mod sequential;
+pub mod trace;
 mod verify;
 mod workload;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel;
+use crate::trace::{self, Lane, Trace};
 use crate::workload::{self, Order, Work};
 
 /// The restaurant's clock. Time zero is *opening*: a model opens the clock
@@ -13,7 +14,7 @@ use crate::workload::{self, Order, Work};
 /// counts as a customer's wait.
 ///
 /// `Clock` is `Copy`: every task and thread takes its own.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Clock {
     opening: Instant,
     /// The same moment on the wall clock, to hand the clock to another
@@ -90,6 +91,8 @@ pub struct Plate {
     /// A chop cut into slices, under way: the kernel's state and the units
     /// still to do ([`Plate::chop_slice`]).
     slicing: Option<(u64, u32)>,
+    /// Spans for a timeline, when the order is traced.
+    trace: Option<Box<Trace>>,
 }
 
 impl Plate {
@@ -99,14 +102,25 @@ impl Plate {
             id: order.id(),
             // An order that skipped the till starts from zero, and its
             // digest will be wrong.
-            digest: order.receipt.map_or(0, |r| r.digest),
+            digest: order.receipt.as_ref().map_or(0, |r| r.digest),
             chops: 0,
             fault: order.fault,
             arrival: order.arrival(),
-            accepted: order.receipt.map(|r| r.accepted),
+            accepted: order.receipt.as_ref().map(|r| r.accepted),
             started: clock.now(),
             served: None,
             slicing: None,
+            trace: order.traced.then(|| {
+                Box::new(Trace {
+                    ring_up: order
+                        .receipt
+                        .as_ref()
+                        .and_then(|r| r.span.clone()),
+                    started_on: Some(Lane::here()),
+                    chops: Vec::new(),
+                    clock: Some(*clock),
+                })
+            }),
         }
     }
 
@@ -119,8 +133,20 @@ impl Plate {
     /// ([`crate::Workload::inject_fault`]).
     pub fn chop(&mut self, work: Work) {
         self.check_fault();
-        self.digest =
-            workload::chop_digest(self.digest, self.id, self.chops, work);
+        let (digest, id, index) = (self.digest, self.id, self.chops);
+        let chop = || workload::chop_digest(digest, id, index, work);
+        self.digest = match self.trace.as_deref_mut() {
+            Some(Trace {
+                clock: Some(clock),
+                chops,
+                ..
+            }) => {
+                let mut digest = 0;
+                chops.push(vec![trace::timed(clock, || digest = chop())]);
+                digest
+            }
+            _ => chop(),
+        };
         self.chops += 1;
     }
 
@@ -145,12 +171,30 @@ impl Plate {
     pub fn chop_slice(&mut self, work: Work, slice: Work) -> bool {
         assert!(slice.units() > 0, "a slice must be at least one unit");
         self.check_fault();
+        let first = self.slicing.is_none();
         let (state, left) = self.slicing.take().unwrap_or_else(|| {
             let seed = workload::seed_of(self.id, self.chops);
             (self.digest ^ seed, work.units())
         });
         let now = left.min(slice.units());
-        let state = kernel::work(state, now);
+        let mut state = state;
+        match self.trace.as_deref_mut() {
+            // Each slice is a span of its own: the thread is free between.
+            Some(Trace {
+                clock: Some(clock),
+                chops,
+                ..
+            }) => {
+                let slice = trace::timed(clock, || {
+                    state = kernel::work(state, now);
+                });
+                match chops.last_mut() {
+                    Some(slices) if !first => slices.push(slice),
+                    _ => chops.push(vec![slice]),
+                }
+            }
+            _ => state = kernel::work(state, now),
+        }
         if now < left {
             self.slicing = Some((state, left - now));
             return false;
@@ -204,5 +248,10 @@ impl Plate {
     /// When it was served; `None` if [`Plate::serve`] was never called.
     pub fn served(&self) -> Option<Duration> {
         self.served
+    }
+
+    /// The spans recorded for a timeline, if the order was traced.
+    pub fn trace(&self) -> Option<&Trace> {
+        self.trace.as_deref()
     }
 }

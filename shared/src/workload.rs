@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel;
 use crate::plate::Clock;
+use crate::trace::{self, Span};
 
 /// The most orders a workload may have. Enough for every experiment in the
 /// book, small enough that the orders and plates fit easily in memory.
@@ -203,6 +204,8 @@ pub struct Order {
     steps: Arc<[Step]>,
     pub(crate) receipt: Option<Receipt>,
     pub(crate) fault: bool,
+    /// Record spans for a timeline ([`Workload::trace`]).
+    pub(crate) traced: bool,
 }
 
 /// A dish's name, read back from JSON as the menu's own `&'static str`.
@@ -224,10 +227,12 @@ impl<'de> Deserialize<'de> for DishName {
 }
 
 /// What the cashier's ring-up leaves on an order.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Receipt {
     pub(crate) accepted: Duration,
     pub(crate) digest: u64,
+    /// The ring-up's span, when the order is traced.
+    pub(crate) span: Option<Span>,
 }
 
 impl Order {
@@ -258,8 +263,18 @@ impl Order {
     /// waiting for the order's arrival and before handing it to a cook.
     pub fn ring_up(&mut self, clock: &Clock) {
         let accepted = clock.now();
-        let digest = ring_up_digest(self.id);
-        self.receipt = Some(Receipt { accepted, digest });
+        let mut digest = 0;
+        let span = if self.traced {
+            Some(trace::timed(clock, || digest = ring_up_digest(self.id)))
+        } else {
+            digest = ring_up_digest(self.id);
+            None
+        };
+        self.receipt = Some(Receipt {
+            accepted,
+            digest,
+            span,
+        });
     }
 }
 
@@ -456,6 +471,7 @@ impl Workload {
                 steps: recipe(dish),
                 receipt: None,
                 fault: false,
+                traced: false,
             });
         }
         Workload {
@@ -476,6 +492,14 @@ impl Workload {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Makes every order record the spans of its ring-up and chops, with
+    /// the thread each ran on, for a timeline ([`crate::trace::svg`]).
+    pub fn trace(&mut self) {
+        for order in &mut self.orders {
+            order.traced = true;
         }
     }
 

@@ -110,3 +110,15 @@ fn an_injected_panic_exits_1_naming_the_order() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("the cook of order 4 panicked"), "{stderr}");
 }
+
+#[test]
+fn a_timeline_that_cannot_be_written_exits_1_saying_where() {
+    let out = sequential()
+        .args(["--orders", "3", "--time-scale", "100"])
+        .args(["--trace", "/no/such/folder/timeline.svg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("/no/such/folder/timeline.svg"), "{stderr}");
+}

@@ -25,11 +25,14 @@
 //! gives each cook a whole OS thread that sits idle while it simmers.
 //!
 //! **Its weakness, measured:** a chop runs on a worker thread and holds it
-//! until the chop is done. The cashier is a task like the others, so when
-//! every worker is busy chopping, nobody polls the cashier and customers
-//! wait at the till (see the counter wait on `banquet` in the book). Tasks
-//! are cheap to wait with, not to compute with: the `examples-blocking`
-//! crates show how to move long CPU work off the workers.
+//! until the chop is done. The cashier runs on the thread that called
+//! `block_on`, but its alarm clock does not: the timer is turned by the
+//! worker threads, between tasks. When every worker is busy chopping,
+//! nobody turns it, the cashier's `sleep_until` fires late and customers
+//! wait at the till (see the counter wait on `big-order` in the book).
+//! Tasks are cheap to wait with, not to compute with: the
+//! `examples-blocking` crates show how to move long CPU work off the
+//! workers.
 
 use std::collections::HashMap;
 
@@ -83,8 +86,10 @@ async fn restaurant(orders: Vec<Order>) -> Result<Vec<Plate>, BoxError> {
     let mut tickets = HashMap::with_capacity(orders.len());
 
     for mut order in orders {
-        // Waiting for a customer is a timer, not a blocked thread: the
-        // worker is free to poll cooks meanwhile.
+        // Waiting for a customer is a timer, not a busy thread. The timer is
+        // fired by a worker thread when it next looks at the clock, which
+        // it does between tasks: a worker stuck in a long chop makes the
+        // cashier late.
         sleep_until(Instant::from_std(clock.at(order.arrival()))).await;
         order.ring_up(&clock);
         let id = order.id();

@@ -1,0 +1,8 @@
+//! The `blocking-block-in-place` binary: the model in `lib.rs`, run through
+//! the shared command line (`--help` lists the flags).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    restaurant::cli::main(&blocking_block_in_place::MODEL)
+}

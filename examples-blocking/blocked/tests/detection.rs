@@ -1,0 +1,102 @@
+//! Catching a blocked event loop the way a production service would: with
+//! `tokio-metrics`, whose `TaskMonitor` times every poll of the futures it
+//! instruments and counts the polls slower than a threshold.
+//!
+//! The threshold. `TaskMonitor::new()` uses 50 µs, the right default for a
+//! service: a poll should reach its next `.await` within 10–100 µs. Here
+//! every ordinary chop of `blocked` is 100–500 µs and would count too,
+//! which is true (they block the loop as well, briefly) but would not
+//! single out the disaster. So this test asks a sharper question: are
+//! there polls *as long as a cake*? Its threshold is half the workload's
+//! longest chop as measured on this machine in this run: no ordinary poll
+//! comes near it, a cake's chop inline always crosses it, and a fix's
+//! polls, which only hand a chop over, could cross it only if the OS
+//! stopped the loop's thread for that long.
+
+mod common;
+
+use std::time::Duration;
+
+use restaurant::{BoxError, Order, Plate, Preset, Step, Workload, verify};
+use tokio_metrics::{TaskMetrics, TaskMonitor};
+
+use common::longest_chop;
+
+/// A model's `serve_watched`, its cook count filled in.
+type ServeWatched =
+    fn(Vec<Order>, &TaskMonitor) -> Result<Vec<Plate>, BoxError>;
+
+/// Serves `orders` with every cook's future instrumented, and returns what
+/// the monitor saw.
+fn watched(
+    serve: ServeWatched,
+    workload: &Workload,
+    threshold: Duration,
+) -> TaskMetrics {
+    // ANCHOR: detect
+    // One monitor for the cooks; its threshold says what "slow" means.
+    let monitor = TaskMonitor::with_slow_poll_threshold(threshold);
+    // `serve_watched` spawns every cook as `monitor.instrument(cook)`.
+    let plates = serve(workload.to_orders(), &monitor).expect("a good run");
+    // Totals since the monitor was made; a service would rather read
+    // `monitor.intervals()` every few seconds and export each interval.
+    let metrics = monitor.cumulative();
+    eprintln!(
+        "{} polls, {} slower than {threshold:.1?}, {:.1?} on average",
+        metrics.total_poll_count,
+        metrics.total_slow_poll_count,
+        metrics.mean_slow_poll_duration(),
+    );
+    // ANCHOR_END: detect
+    verify(workload, &plates).expect("every plate right");
+    metrics
+}
+
+#[test]
+fn slow_polls_give_the_blocked_loop_away_and_clear_the_fix() {
+    let preset = Preset::BigOrder;
+    let workload = Workload::generate(preset, preset.default_orders(), 1);
+    let (longest, chop) = longest_chop(&workload);
+    let threshold = chop / 2;
+    // The chops sure to cross the threshold when they run inline: those of
+    // at least three quarters of the longest (a chop of exactly half could
+    // fall either side). Each is a single poll of its cook.
+    let sure = workload
+        .orders()
+        .iter()
+        .flat_map(|order| order.steps())
+        .filter(|step| match step {
+            Step::Chop(work) => work.units() * 4 >= longest.units() * 3,
+            Step::Simmer(_) => false,
+        })
+        .count() as u64;
+    assert!(sure >= 1, "big-order always has a cake");
+
+    eprint!("blocking-blocked:        ");
+    let blocked =
+        watched(blocking_blocked::serve_watched, &workload, threshold);
+    eprint!("blocking-spawn-blocking: ");
+    let fixed = watched(
+        |orders, monitor| {
+            let cooks = blocking_spawn_blocking::MODEL.cooks.default_count();
+            blocking_spawn_blocking::serve_watched(orders, cooks, monitor)
+        },
+        &workload,
+        threshold,
+    );
+
+    // Blocked: each of those chops was one poll of its cook, at least half
+    // as long as the longest chop.
+    assert!(
+        blocked.total_slow_poll_count >= sure,
+        "blocked: {} polls over {threshold:.1?}, expected at least {sure}",
+        blocked.total_slow_poll_count
+    );
+    // The fix: its cooks only hand chops over; no poll comes near a cake.
+    assert_eq!(
+        fixed.total_slow_poll_count,
+        0,
+        "spawn-blocking: polls over {threshold:?} ({:.1?} on average)",
+        fixed.mean_slow_poll_duration()
+    );
+}

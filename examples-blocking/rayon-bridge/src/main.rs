@@ -1,0 +1,8 @@
+//! The `blocking-rayon-bridge` binary: the model in `lib.rs`, run through
+//! the shared command line (`--help` lists the flags).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    restaurant::cli::main(&blocking_rayon_bridge::MODEL)
+}

@@ -1,0 +1,8 @@
+//! The `blocking-spawn-blocking` binary: the model in `lib.rs`, run through
+//! the shared command line (`--help` lists the flags).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    restaurant::cli::main(&blocking_spawn_blocking::MODEL)
+}

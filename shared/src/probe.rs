@@ -176,7 +176,8 @@ fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
     let mut child_peaks: HashMap<String, u64> = HashMap::new();
     let mut kids = Vec::new();
     let mut samples = 0u32;
-    let mut last_shown = Instant::now();
+    let began = Instant::now();
+    let mut last_shown = began;
     let mut shown = false;
     while !stop.load(Ordering::Acquire) {
         thread::park_timeout(SAMPLE_EVERY);
@@ -199,7 +200,14 @@ fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
             && last_shown.elapsed() >= Duration::from_secs(1)
         {
             let served = SERVED.load(Ordering::Relaxed);
-            eprint!("\r  served {served}/{total} …");
+            let secs = began.elapsed().as_secs();
+            // Plates served in another process (the `processes` model's
+            // workers) are not counted here: show the time alone then.
+            if served > 0 {
+                eprint!("\r  {secs} s: served {served}/{total} …");
+            } else {
+                eprint!("\r  {secs} s: cooking {total} orders …");
+            }
             let _ = std::io::stderr().flush();
             last_shown = Instant::now();
             shown = true;

@@ -1,0 +1,80 @@
+//! Test hooks of the worker role: environment variables that make a worker
+//! misbehave on cue, so the tests can show how the parent copes. Only the
+//! worker role reads them, and a normal run sets none of them. The tests
+//! set them on the worker's `Command` (`serve_with`), never on a user's run.
+//!
+//! | variable | the worker… |
+//! |---|---|
+//! | `PROCESSES_WORKER_ABORT_ON=<id>` | aborts (SIGABRT) when handed order `<id>`: a process dying mid-order |
+//! | `PROCESSES_WORKER_GARBLE_ON=<id>` | answers order `<id>` with a line that is not JSON |
+//! | `PROCESSES_WORKER_PIDS=<dir>` | leaves an empty file named after its pid in `<dir>` when it starts, so a test can check every worker was reaped |
+//! | `PROCESSES_WORKER_STALL_ON=<id>` | with `_PIDS`: the first worker handed order `<id>` writes its pid to `<dir>/stalled` and waits a minute before cooking, for a test to kill it mid-order |
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+use std::{env, process, thread};
+
+/// The hooks this worker was started with.
+#[derive(Debug, Default)]
+pub(crate) struct Hooks {
+    abort_on: Option<u64>,
+    garble_on: Option<u64>,
+    stall_on: Option<u64>,
+    pids: Option<PathBuf>,
+}
+
+impl Hooks {
+    /// Reads the hooks from the environment.
+    pub(crate) fn from_env() -> Hooks {
+        let id = |name| env::var(name).ok()?.parse().ok();
+        Hooks {
+            abort_on: id("PROCESSES_WORKER_ABORT_ON"),
+            garble_on: id("PROCESSES_WORKER_GARBLE_ON"),
+            stall_on: id("PROCESSES_WORKER_STALL_ON"),
+            pids: env::var_os("PROCESSES_WORKER_PIDS").map(PathBuf::from),
+        }
+    }
+
+    /// At start-up: leaves this worker's pid in the pid directory.
+    pub(crate) fn started(&self) -> io::Result<()> {
+        if let Some(dir) = &self.pids {
+            fs::write(dir.join(process::id().to_string()), "")?;
+        }
+        Ok(())
+    }
+
+    /// Runs the hooks for order `id`, before it is cooked. `true` when the
+    /// order was answered with garbage instead, and must not be cooked.
+    pub(crate) fn before_cooking(
+        &self,
+        id: u64,
+        pass: &mut impl Write,
+    ) -> io::Result<bool> {
+        if self.abort_on == Some(id) {
+            process::abort();
+        }
+        if self.stall_on == Some(id)
+            && let Some(dir) = &self.pids
+            // `create_new` succeeds for the first worker only, so the
+            // order, handed on after that worker is killed, gets cooked.
+            && let Ok(mut file) = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join("stalled"))
+        {
+            write!(file, "{}", process::id())?;
+            drop(file);
+            // Long enough for any test to kill it; short enough that a
+            // worker nobody kills does not linger for ever.
+            thread::sleep(Duration::from_secs(60));
+        }
+        if self.garble_on == Some(id) {
+            pass.write_all(b"this is not a reply\n")?;
+            pass.flush()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,38 @@
+//! The real binary, as a reader runs it: the checksum on every preset,
+//! exit 2 for bad arguments, exit 1 naming the order of a panicking cook;
+//! and the worker processes counted in its report.
+
+const BINARY: &str = env!("CARGO_BIN_EXE_parallelism-processes");
+
+#[test]
+fn the_binary_honours_the_contract() {
+    restaurant::conformance::check_binary(BINARY);
+}
+
+/// The shared probe counts the threads of the main thread's children: the
+/// workers must show in `peak_threads`.
+#[cfg(target_os = "linux")]
+#[test]
+fn worker_processes_count_in_peak_threads() {
+    use std::process::Command;
+
+    const COOKS: u64 = 3;
+    let args = ["--time-scale", "10", "--cooks", "3", "--json"];
+    let out = Command::new(BINARY)
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    let report: restaurant::Report =
+        serde_json::from_slice(&out.stdout).expect("--json prints one report");
+    let peak = report.peak_threads.expect("Linux counts threads");
+    assert!(peak > COOKS, "{peak} threads at peak for {COOKS} workers");
+    // The parent alone has `COOKS + 2` threads (the cashier on the main
+    // thread, the dispatcher, a reader per worker); only with each worker's
+    // own thread counted does the peak reach `2 * COOKS + 2`.
+    assert!(
+        peak >= 2 * COOKS + 2,
+        "{peak} threads at peak: the {COOKS} workers were not counted"
+    );
+}

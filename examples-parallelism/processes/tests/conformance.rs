@@ -1,0 +1,36 @@
+//! The conformance kit on this model: every preset, seeds, sizes and cook
+//! counts, each run verified; and a panicking cook reported by order.
+//!
+//! The kit calls `serve` in this test process, whose executable is the
+//! test harness, not the crate's binary; `MODEL.serve` would start the
+//! harness as its workers. So the model under test is `serve_with`, given
+//! the binary cargo built for this crate.
+
+use std::path::Path;
+
+use parallelism_processes::{MODEL, serve_with, worker_command};
+use restaurant::{BoxError, Model, Order, Plate, conformance};
+
+/// `serve`, with the workers started from the crate's binary.
+fn serve_built(
+    orders: Vec<Order>,
+    cooks: usize,
+) -> Result<Vec<Plate>, BoxError> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_parallelism-processes"));
+    serve_with(worker_command(binary), orders, cooks)
+}
+
+const BUILT: Model = Model {
+    serve: serve_built,
+    ..MODEL
+};
+
+#[test]
+fn serves_every_workload() {
+    conformance::check(&BUILT);
+}
+
+#[test]
+fn reports_a_panicking_cook() {
+    conformance::check_panic(&BUILT);
+}

@@ -1,0 +1,8 @@
+//! The `parallelism-crossbeam` binary: the model in `lib.rs`, run through
+//! the shared command line (`--help` lists the flags).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    restaurant::cli::main(&parallelism_crossbeam::MODEL)
+}

@@ -21,7 +21,9 @@
 //! tenth of a second, and verifies every run. [`check_panic`] injects a
 //! panic into one cook and expects an error that names the order. Both run
 //! each case on a thread of their own with a time limit, so a model that
-//! hangs fails the test instead of hanging it.
+//! hangs fails the test instead of hanging it. [`check_binary`] runs the
+//! real binary as a reader would; [`report_of`] and [`thread_names`] serve
+//! a crate's own tests of its threads.
 
 use std::sync::mpsc;
 use std::thread;
@@ -188,6 +190,50 @@ fn run_binary(path: &str, args: &[&str]) -> (Option<i32>, String, String) {
     (out.status.code(), text(out.stdout), text(out.stderr))
 }
 
+/// Runs `path args… --json`, as a test reads a model's own figures, and
+/// returns the report it prints:
+///
+/// ```no_run
+/// # let path = "target/debug/sequential";
+/// let report = restaurant::conformance::report_of(path, &["--cooks", "3"]);
+/// // `None` off Linux: the OS gives no thread count there.
+/// if let Some(peak) = report.peak_threads {
+///     assert!(peak >= 3, "{peak} threads");
+/// }
+/// ```
+///
+/// Panics, naming the command and quoting its stderr, unless the binary
+/// exits 0 and prints exactly one line that parses as a [`crate::Report`].
+pub fn report_of(path: &str, args: &[&str]) -> crate::Report {
+    let args = [args, &["--json"]].concat();
+    let (code, stdout, stderr) = run_binary(path, &args);
+    assert_eq!(code, Some(0), "{path} {args:?} failed: {stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "{path} {args:?}: not one line: {stdout}{stderr}"
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("{path} {args:?}: bad JSON ({e}): {stdout}{stderr}")
+    })
+}
+
+/// The names of the calling process's threads now, as the kernel keeps
+/// them in `/proc/self/task/*/comm` (Linux cuts a name to 15 bytes). Empty
+/// where there is no /proc, that is off Linux: a test that counts threads
+/// by name checks `cfg!(target_os = "linux")` first.
+pub fn thread_names() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let comm = task.ok()?.path().join("comm");
+            Some(std::fs::read_to_string(comm).ok()?.trim().to_owned())
+        })
+        .collect()
+}
+
 /// Runs `--trace` and checks the timeline: well-formed SVG, at least one
 /// lane, exactly one ring-up bar per order and at least one bar per chop.
 fn check_timeline(path: &str) {
@@ -252,15 +298,8 @@ pub fn check_binary(path: &str) {
     let run = |args: &[&str]| run_binary(path, args);
 
     for preset in Preset::ALL {
-        let args =
-            ["--preset", preset.name(), "--time-scale", "1000", "--json"];
-        let (code, stdout, stderr) = run(&args);
-        assert_eq!(code, Some(0), "{path} {args:?} failed: {stderr}");
-        assert_eq!(stdout.lines().count(), 1, "{path} {args:?}: {stdout}");
-        let report: crate::Report = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| {
-                panic!("{path} {args:?}: bad JSON ({e}): {stdout}")
-            });
+        let args = ["--preset", preset.name(), "--time-scale", "1000"];
+        let report = report_of(path, &args);
         let expected = Workload::generate(preset, preset.default_orders(), 1)
             .expected_checksum()
             .to_string();

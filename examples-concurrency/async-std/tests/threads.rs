@@ -5,20 +5,7 @@
 use std::process::Command;
 
 use restaurant::Preset;
-use restaurant::conformance::scaled_workload;
-
-/// The names of this process's threads now (Linux only).
-fn thread_names() -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|task| {
-            let comm = task.ok()?.path().join("comm");
-            Some(std::fs::read_to_string(comm).ok()?.trim().to_owned())
-        })
-        .collect()
-}
+use restaurant::conformance::{scaled_workload, thread_names};
 
 #[test]
 fn cooks_sets_the_runtime_threads_over_the_environment() {

@@ -2,40 +2,18 @@
 //! threads and the `futures-timer` helper; and the pool's threads gone once
 //! `serve` has returned.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use restaurant::Preset;
-use restaurant::conformance::scaled_workload;
-
-/// The names of this process's threads now (Linux only).
-fn thread_names() -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|task| {
-            let comm = task.ok()?.path().join("comm");
-            Some(std::fs::read_to_string(comm).ok()?.trim().to_owned())
-        })
-        .collect()
-}
+use restaurant::conformance::{report_of, scaled_workload, thread_names};
 
 #[test]
 fn the_service_runs_on_cooks_plus_two_threads() {
     let path = env!("CARGO_BIN_EXE_concurrency-futures");
-    let args = ["--cooks", "3", "--time-scale", "100", "--json"];
-    let out = Command::new(path)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{path} {args:?} failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{path} {args:?}: bad JSON ({e})"));
+    let report = report_of(path, &["--cooks", "3", "--time-scale", "100"]);
     if cfg!(target_os = "linux") {
         // The cashier, three pool threads, and `futures-timer`.
-        assert_eq!(report["peak_threads"].as_u64(), Some(5), "{report}");
+        assert_eq!(report.peak_threads, Some(5), "{report:?}");
     }
 }
 

@@ -14,18 +14,9 @@ fn the_binary_honours_the_contract() {
 #[cfg(target_os = "linux")]
 #[test]
 fn worker_processes_count_in_peak_threads() {
-    use std::process::Command;
-
     const COOKS: u64 = 3;
-    let args = ["--time-scale", "10", "--cooks", "3", "--json"];
-    let out = Command::new(BINARY)
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?} failed: {stderr}");
-    let report: restaurant::Report =
-        serde_json::from_slice(&out.stdout).expect("--json prints one report");
+    let args = ["--time-scale", "10", "--cooks", "3"];
+    let report = restaurant::conformance::report_of(BINARY, &args);
     let peak = report.peak_threads.expect("Linux counts threads");
     assert!(peak > COOKS, "{peak} threads at peak for {COOKS} workers");
     // The parent alone has `COOKS + 2` threads (the cashier on the main

@@ -3,9 +3,8 @@
 //! count comes from /proc, so these tests run on Linux only.
 #![cfg(target_os = "linux")]
 
-use std::process::Command;
-
 use restaurant::Report;
+use restaurant::conformance::report_of;
 
 /// Runs the binary on 500 `takeout` orders (arrivals and simmers divided
 /// by 100, so a fraction of a second) with `--cooks cap`.
@@ -21,16 +20,8 @@ fn takeout_with_cap(cap: u64) -> Report {
         "100",
         "--cooks",
         &cap,
-        "--json",
     ];
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{bin} {args:?} failed: {stderr}");
-    let report: Report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{bin} {args:?}: bad JSON: {e}"));
+    let report = report_of(bin, &args);
     assert_eq!(report.served, 500, "{bin} {args:?}");
     report
 }

@@ -124,7 +124,7 @@ const SALAD: Dish = Dish {
 };
 const SOUP: Dish = Dish {
     name: "soup",
-    steps: &[chop(100), simmer(20), chop(50)],
+    steps: &[chop(100), simmer(10), chop(50)],
 };
 const STIR_FRY: Dish = Dish {
     name: "stir-fry",
@@ -132,7 +132,7 @@ const STIR_FRY: Dish = Dish {
 };
 const STEW: Dish = Dish {
     name: "stew",
-    steps: &[chop(250), simmer(40)],
+    steps: &[chop(250), simmer(20)],
 };
 const NOODLES: Dish = Dish {
     name: "noodles",

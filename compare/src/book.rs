@@ -167,6 +167,7 @@ fn chart(
     builder
         .caption(caption.0, caption.1)
         .margin(8)
+        .margin_right(32)
         .x_label_area_size(24)
         .y_label_area_size(210);
     // Bar i is drawn in segment n-1-i, so that the first is at the top.

@@ -162,22 +162,10 @@ fn chart(
     let values = bars.iter().filter_map(|b| b.value);
     let largest = values.clone().fold(marker.unwrap_or(0.0), f64::max);
     let smallest = values.filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-    let caption = (title, ("sans-serif", 16));
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .caption(caption.0, caption.1)
-        .margin(8)
-        .margin_right(32)
-        .x_label_area_size(24)
-        .y_label_area_size(210);
-    // Bar i is drawn in segment n-1-i, so that the first is at the top.
-    let row = |i: usize| n - 1 - i;
-    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
-    let y_label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(s) if *s < n => labels[row(*s)].clone(),
-        _ => String::new(),
-    };
-    match axis {
+
+    // Both axes are drawn as linear ones: a log axis plots log10 of each
+    // value and labels its powers of ten in plain numbers.
+    let (lo, hi, ticks, log) = match axis {
         Axis::Linear { dnf_at } => {
             let any_dnf = bars.iter().any(|b| b.dnf);
             let top = if any_dnf {
@@ -185,131 +173,115 @@ fn chart(
             } else {
                 largest
             };
-            let top = top.max(1e-9) * 1.05;
-            let mut chart = builder
-                .build_cartesian_2d(0.0..top, (0..n - 1).into_segmented())
-                .map_err(|e| drawing(path, &e))?;
-            chart
-                .configure_mesh()
-                .disable_y_mesh()
-                .y_labels(n)
-                .y_label_formatter(&y_label)
-                .x_labels(6)
-                .x_label_formatter(&|x| format!("{x:.1}"))
-                .draw()
-                .map_err(|e| drawing(path, &e))?;
-            for (i, bar) in bars.iter().enumerate() {
-                let (value, color) = match (bar.value, bar.dnf) {
-                    (Some(v), _) => (v, BLUE.mix(0.7)),
-                    (None, true) => (dnf_at, RED.mix(0.5)),
-                    (None, false) => (0.0, WHITE.mix(0.0)),
-                };
-                let (lo, hi) = (
-                    SegmentValue::Exact(row(i)),
-                    SegmentValue::Exact(row(i) + 1),
-                );
-                let mut rect =
-                    Rectangle::new([(0.0, lo), (value, hi)], color.filled());
-                rect.set_margin(3, 3, 0, 0);
-                chart.draw_series([rect]).map_err(|e| drawing(path, &e))?;
-                if bar.value.is_none() {
-                    let (text, x, h) = if bar.dnf {
-                        ("DNF", dnf_at * 0.98, HPos::Right)
-                    } else {
-                        ("FAILED", top * 0.01, HPos::Left)
-                    };
-                    let style = ("sans-serif", 12)
-                        .into_font()
-                        .color(&BLACK)
-                        .pos(Pos::new(h, VPos::Center));
-                    let at = (x, SegmentValue::CenterOf(row(i)));
-                    chart
-                        .draw_series([Text::new(text, at, style)])
-                        .map_err(|e| drawing(path, &e))?;
-                }
-            }
-            if let Some(bound) = marker {
-                let line = [
-                    (bound, SegmentValue::Exact(0)),
-                    (bound, SegmentValue::Exact(n)),
-                ];
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        line,
-                        4,
-                        3,
-                        BLACK.stroke_width(1),
-                    ))
-                    .map_err(|e| drawing(path, &e))?;
-            }
+            (0.0, top.max(1e-9) * 1.05, 6, false)
         }
         Axis::Log => {
-            // Plotted as log10 on a linear axis, labelled in plain numbers
-            // at each power of ten.
             let (lo, hi) = if smallest.is_finite() {
-                (
-                    smallest.log10().floor(),
-                    largest.max(smallest).log10().ceil(),
-                )
+                let hi = largest.max(smallest).log10().ceil();
+                (smallest.log10().floor(), hi)
             } else {
                 (-3.0, 0.0)
             };
             let hi = hi.max(lo + 1.0);
-            let mut chart = builder
-                .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())
-                .map_err(|e| drawing(path, &e))?;
-            chart
-                .configure_mesh()
-                .disable_y_mesh()
-                .y_labels(n)
-                .y_label_formatter(&y_label)
-                .x_labels((hi - lo) as usize + 1)
-                .x_label_formatter(&|x| {
-                    if (x - x.round()).abs() > 1e-6 {
-                        return String::new();
-                    }
-                    let v = 10f64.powf(x.round());
-                    if v >= 1.0 {
-                        format!("{v:.0}")
-                    } else {
-                        format!("{v}")
-                    }
-                })
-                .draw()
-                .map_err(|e| drawing(path, &e))?;
-            for (i, bar) in bars.iter().enumerate() {
-                let (a, b) = (
-                    SegmentValue::Exact(row(i)),
-                    SegmentValue::Exact(row(i) + 1),
-                );
-                match bar.value.filter(|v| *v > 0.0) {
-                    Some(v) => {
-                        let mut rect = Rectangle::new(
-                            [(lo, a), (v.log10(), b)],
-                            BLUE.mix(0.7).filled(),
-                        );
-                        rect.set_margin(3, 3, 0, 0);
-                        chart
-                            .draw_series([rect])
-                            .map_err(|e| drawing(path, &e))?;
-                    }
-                    None => {
-                        let text = if bar.dnf { "DNF" } else { "FAILED" };
-                        let style = ("sans-serif", 12)
-                            .into_font()
-                            .color(&BLACK)
-                            .pos(Pos::new(HPos::Left, VPos::Center));
-                        let at = (
-                            lo + 0.02 * (hi - lo),
-                            SegmentValue::CenterOf(row(i)),
-                        );
-                        chart
-                            .draw_series([Text::new(text, at, style)])
-                            .map_err(|e| drawing(path, &e))?;
-                    }
-                }
+            (lo, hi, (hi - lo) as usize + 1, true)
+        }
+    };
+    let to_x = |v: f64| if log { v.log10() } else { v };
+    let x_label = |x: &f64| {
+        if !log {
+            return format!("{x:.1}");
+        }
+        if (x - x.round()).abs() > 1e-6 {
+            return String::new();
+        }
+        let v = 10f64.powf(x.round());
+        if v >= 1.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v}")
+        }
+    };
+    // Bar i is drawn in segment n-1-i, so that the first is at the top.
+    let row = |i: usize| n - 1 - i;
+    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    let y_label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(s) if *s < n => labels[row(*s)].clone(),
+        _ => String::new(),
+    };
+
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 16))
+        .margin(8)
+        .margin_right(32)
+        .x_label_area_size(24)
+        .y_label_area_size(210)
+        .build_cartesian_2d(lo..hi, (0..n - 1).into_segmented())
+        .map_err(|e| drawing(path, &e))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&y_label)
+        .x_labels(ticks)
+        .x_label_formatter(&x_label)
+        .draw()
+        .map_err(|e| drawing(path, &e))?;
+    for (i, bar) in bars.iter().enumerate() {
+        let band = |v: f64| {
+            let (a, b) =
+                (SegmentValue::Exact(row(i)), SegmentValue::Exact(row(i) + 1));
+            [(lo, a), (v, b)]
+        };
+        let at = |x: f64| (x, SegmentValue::CenterOf(row(i)));
+        let label = |text: &str, x: f64, h: HPos| {
+            let style = ("sans-serif", 12)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(h, VPos::Center));
+            Text::new(text.to_owned(), at(x), style)
+        };
+        match (bar.value, bar.dnf, axis) {
+            (Some(v), _, _) if v > 0.0 || !log => {
+                let mut rect =
+                    Rectangle::new(band(to_x(v)), BLUE.mix(0.7).filled());
+                rect.set_margin(3, 3, 0, 0);
+                chart.draw_series([rect]).map_err(|e| drawing(path, &e))?;
+            }
+            // Zero has no place on a log axis: no bar.
+            (Some(_), _, _) => {}
+            // On a time axis a DNF runs to the limit, in red.
+            (None, true, Axis::Linear { dnf_at }) => {
+                let mut rect =
+                    Rectangle::new(band(dnf_at), RED.mix(0.5).filled());
+                rect.set_margin(3, 3, 0, 0);
+                chart.draw_series([rect]).map_err(|e| drawing(path, &e))?;
+                chart
+                    .draw_series([label("DNF", dnf_at * 0.98, HPos::Right)])
+                    .map_err(|e| drawing(path, &e))?;
+            }
+            (None, dnf, _) => {
+                let text = if dnf { "DNF" } else { "FAILED" };
+                chart
+                    .draw_series([label(
+                        text,
+                        lo + 0.01 * (hi - lo),
+                        HPos::Left,
+                    )])
+                    .map_err(|e| drawing(path, &e))?;
             }
         }
+    }
+    if let Some(bound) = marker {
+        let x = to_x(bound);
+        let line = [(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))];
+        chart
+            .draw_series(DashedLineSeries::new(
+                line,
+                4,
+                3,
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| drawing(path, &e))?;
     }
     root.present().map_err(|e| drawing(path, &e))?;
     Ok(())

@@ -11,9 +11,12 @@
 //! computed in `O(log n)` ([`jump`]): that is how [`crate::Workload`]
 //! knows every order's expected digest without chopping anything.
 //!
-//! One unit takes about 1 µs. Measured on the project's machine (2 cores,
-//! x86_64, release build): 1,000,000 units in 0.96–1.05 s. The figure varies
-//! with the CPU; digests never do, because work is counted in units.
+//! One unit takes about 1 µs: `STEPS_PER_UNIT` was chosen so that
+//! `cargo run --release -p restaurant --example calibrate` prints 988–990 ns
+//! per unit on the project's machine (AMD EPYC, 2 cores, 2026-11-27), and
+//! `compare` measures it again at every run and prints it above its
+//! tables. The figure varies with the CPU; digests never do, because work
+//! is counted in units.
 
 use std::hint::black_box;
 

@@ -2,33 +2,50 @@
 //!
 //! ```text
 //! <example> [--preset NAME] [--orders N] [--seed S] [--cooks K]
-//!           [--time-scale F] [--json] [--fail-order ID]
+//!           [--time-scale F] [--json] [--trace FILE.svg]
+//! <example> --listen ADDR [--cooks K] [--trace FILE.svg]
+//! customers --connect ADDR [--preset NAME] [--orders N] [--seed S] …
 //! ```
 //!
+//! The normal way, the example binds a loopback port, starts one process
+//! of customers (its own binary again, with `--customers`), opens, serves
+//! them until every customer is in, closes, and prints the customers'
+//! report with its own cost. `--listen` serves until Ctrl-C or SIGTERM.
+//!
 //! Exit codes: 0 when every order was served once with the right digest;
-//! 1 when verification fails or the run faults (a cook panicked); 2 for bad
-//! arguments, with a message that names the argument.
+//! 1 when verification fails or the run faults (a cook panicked, the OS
+//! refused a thread); 2 for bad arguments, with a message that names the
+//! argument; 130 when interrupted, after the accepted orders are served.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{Args as ClapArgs, CommandFactory, FromArgMatches, Parser};
 
+use crate::customers::{self, Night};
+use crate::door::{self, Shift};
 use crate::probe::{self, Sampler};
 use crate::report::{Cost, Report};
 use crate::verify::verify;
 use crate::workload::{MAX_ORDERS, Preset, Workload};
-use crate::{BoxError, Order, Plate};
+use crate::{BoxError, Clock};
 
 /// The most cooks `--cooks` accepts: far more threads than any machine
 /// here should run, few enough that a typo cannot exhaust the OS.
 pub const MAX_COOKS: u64 = 65_536;
 
-/// A model's `serve`: takes the orders and the number of cooks, returns
-/// every plate, or an error naming what went wrong.
-pub type Serve = fn(Vec<Order>, usize) -> Result<Vec<Plate>, BoxError>;
+/// A model's `serve`: takes the listener (bound, its backlog sized), the
+/// number of cooks and the shift; accepts customers until closing time,
+/// finishes every order it accepted, and returns; or returns an error
+/// naming what went wrong.
+pub type Serve = fn(TcpListener, usize, Shift) -> Result<(), BoxError>;
 
 /// What `--cooks` means for a model, and its default.
 #[derive(Clone, Copy, Debug)]
@@ -94,17 +111,9 @@ pub struct Model {
     pub serve: Serve,
 }
 
-/// The arguments, as parsed.
-#[derive(Clone, Debug, Parser)]
-#[command(
-    // A flag given twice takes its last value, so a wrapper can add to a
-    // command line without editing it (`compare --example-args`).
-    args_override_self = true,
-    after_help = "Exit status: 0 when every order was served once with the \
-                  right digest, 1 when verification fails or a cook \
-                  panicked, 2 for bad arguments."
-)]
-pub struct Args {
+/// The workload, as the command line chooses it.
+#[derive(Clone, Debug, ClapArgs)]
+pub struct WorkloadArgs {
     /// The workload
     #[arg(long, value_enum, default_value_t = Preset::LunchRush)]
     pub preset: Preset,
@@ -127,17 +136,8 @@ pub struct Args {
     )]
     pub seed: u64,
 
-    /// How many cooks (replaced by each model's own text)
-    #[arg(
-        long,
-        value_name = "K",
-        allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u64).range(1..=MAX_COOKS)
-    )]
-    pub cooks: Option<u64>,
-
     /// Divide every arrival time and every simmer by F (chops and so the
-    /// checksum are unchanged)
+    /// checksum are unchanged); the customers apply it
     #[arg(
         long,
         value_name = "F",
@@ -150,16 +150,88 @@ pub struct Args {
     /// Print one line of JSON on stdout instead of the text report
     #[arg(long)]
     pub json: bool,
+}
 
-    /// Make the first chop of order ID panic, to see how the model reports
-    /// a panicking cook
-    #[arg(long, value_name = "ID", allow_negative_numbers = true)]
-    pub fail_order: Option<u64>,
+impl WorkloadArgs {
+    fn orders(&self) -> usize {
+        self.orders.unwrap_or(self.preset.default_orders())
+    }
 
-    /// Draw the run as an SVG timeline in FILE: one lane per thread, its
-    /// ring-ups, chops and simmers
+    fn generate(&self) -> Workload {
+        Workload::generate_scaled(
+            self.preset,
+            self.orders(),
+            self.seed,
+            self.time_scale,
+        )
+    }
+
+    /// The arguments that make the same workload in another process.
+    fn to_args(&self) -> Vec<String> {
+        vec![
+            "--preset".into(),
+            self.preset.name().into(),
+            "--orders".into(),
+            self.orders().to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--time-scale".into(),
+            self.time_scale.to_string(),
+        ]
+    }
+}
+
+/// An example's arguments, as parsed.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    // A flag given twice takes its last value, so a wrapper can add to a
+    // command line without editing it (`compare --example-args`).
+    args_override_self = true,
+    after_help = "Without --listen, the example serves one night of \
+                  customers (a process of their own, on a loopback port) \
+                  and reports what they saw. With --listen, it serves \
+                  whoever connects until Ctrl-C; play customers against it \
+                  with `cargo run -p restaurant --bin customers -- \
+                  --connect ADDR`.\n\n\
+                  Exit status: 0 when every order was served once with the \
+                  right digest, 1 when verification fails or a cook \
+                  panicked, 2 for bad arguments, 130 when interrupted \
+                  (after the accepted orders are served)."
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+
+    /// How many cooks (replaced by each model's own text)
+    #[arg(
+        long,
+        value_name = "K",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_COOKS)
+    )]
+    pub cooks: Option<u64>,
+
+    /// Draw the run as an SVG timeline in FILE: one lane per server
+    /// thread, its ring-ups, chops and simmers
     #[arg(long, value_name = "FILE")]
-    pub trace: Option<std::path::PathBuf>,
+    pub trace: Option<PathBuf>,
+
+    /// Serve whoever connects to ADDR (such as 127.0.0.1:7878) until
+    /// Ctrl-C or SIGTERM, instead of one night of customers
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Test only: make the first chop of order ID of the workload panic
+    #[arg(long, value_name = "ID", hide = true)]
+    pub fault_order: Option<u64>,
+
+    /// Internal: run as the customers of a normal run
+    #[arg(long, hide = true, requires = "connect")]
+    pub customers: bool,
+
+    /// Internal: where the customers go
+    #[arg(long, value_name = "ADDR", hide = true)]
+    pub connect: Option<SocketAddr>,
 }
 
 fn parse_orders(s: &str) -> Result<usize, String> {
@@ -182,14 +254,10 @@ fn parse_time_scale(s: &str) -> Result<f64, String> {
 /// A run, its arguments checked against the model.
 #[derive(Clone, Debug)]
 pub struct Run {
-    /// The workload, fault injected if asked for.
-    pub workload: Workload,
+    /// The arguments as given.
+    pub args: Args,
     /// Cooks to serve with.
     pub cooks: usize,
-    /// Print JSON.
-    pub json: bool,
-    /// Where to draw the timeline, if anywhere.
-    pub trace: Option<std::path::PathBuf>,
 }
 
 /// Parses the process's arguments for `model`. Exits with status 2 and a
@@ -229,61 +297,317 @@ where
         (_, Some(k)) => k as usize,
         (policy, None) => policy.default_count(),
     };
-    let orders = args.orders.unwrap_or(args.preset.default_orders());
-    let mut workload = Workload::generate_scaled(
-        args.preset,
-        orders,
-        args.seed,
-        args.time_scale,
-    );
-    if let Some(id) = args.fail_order
-        && !workload.inject_fault(id)
+    if let Some(id) = args.fault_order {
+        let orders = args.workload.orders();
+        if id >= orders as u64 {
+            command
+                .error(
+                    ErrorKind::ValueValidation,
+                    format!(
+                        "invalid value '{id}' for '--fault-order <ID>': the \
+                         workload has {orders} orders, numbered from 0"
+                    ),
+                )
+                .exit();
+        }
+    }
+    if let Some(path) = &args.trace
+        && let Err(why) = check_writable(path)
     {
         command
             .error(
                 ErrorKind::ValueValidation,
                 format!(
-                    "invalid value '{id}' for '--fail-order <ID>': the \
-                     workload has {orders} orders, numbered from 0"
+                    "invalid value '{}' for '--trace <FILE>': {why}",
+                    path.display()
                 ),
             )
             .exit();
     }
-    if args.trace.is_some() {
-        workload.trace();
+    Run { args, cooks }
+}
+
+/// Whether a file can be written at `path`: before any work starts, so a
+/// night is never served only to lose its timeline.
+fn check_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a directory".into());
     }
-    Run {
-        workload,
-        cooks,
-        json: args.json,
-        trace: args.trace,
+    let probe = temporary_beside(path);
+    std::fs::File::create(&probe)
+        .map_err(|e| format!("cannot write a file there: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A temporary name in the same directory as `path`, so that a rename onto
+/// `path` is atomic.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `text` to `path` atomically: into a temporary file beside it,
+/// then renamed, so a reader (or a concurrent run) never sees half a file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let temporary = temporary_beside(path);
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
+/// The whole program of an example: parse, then serve one night of
+/// customers, serve under `--listen`, or be the customers.
+pub fn main(model: &Model) -> ExitCode {
+    let run = parse(model);
+    if run.args.customers {
+        return customers_child(&run.args);
+    }
+    customers::raise_fd_limit();
+    if run.args.trace.is_some() {
+        crate::trace::enable();
+    }
+    if let Some(id) = run.args.fault_order {
+        let w = &run.args.workload;
+        crate::fault::inject(Workload::start_for(w.preset, w.seed, id));
+    }
+    let outcome = match run.args.listen {
+        Some(addr) => listen(model, &run, addr),
+        None => night(model, &run),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}: error: {e}", model.name);
+            ExitCode::FAILURE
+        }
     }
 }
 
-/// Serves `run.workload` with `model`, measuring it, and verifies every
-/// plate. Returns the report of a verified run, or what went wrong.
-pub fn execute(model: &Model, run: &Run) -> Result<Report, BoxError> {
-    let orders = run.workload.to_orders();
-    let total = orders.len() as u64;
-    let sampler = Sampler::start((!run.json).then_some(total));
+/// How many Ctrl-C / SIGTERM have arrived.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+/// On the first Ctrl-C or SIGTERM, runs `first`; on the second, exits at
+/// once with 130 (children die with the process).
+fn on_interrupt(first: impl Fn() + Send + 'static) {
+    let installed = ctrlc::set_handler(move || {
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            first();
+        } else {
+            eprintln!("interrupted again: stopping now");
+            std::process::exit(130);
+        }
+    });
+    match installed {
+        // ctrlc waits for signals on a thread of its own.
+        Ok(()) => probe::harness_thread_started(),
+        Err(e) => eprintln!("warning: Ctrl-C will not close the restaurant: {e}"),
+    }
+}
+
+/// Serves whoever connects to `addr` until Ctrl-C or SIGTERM.
+fn listen(
+    model: &Model,
+    run: &Run,
+    addr: SocketAddr,
+) -> Result<ExitCode, BoxError> {
+    let listener = door::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let door = listener.local_addr()?;
+    let (name, cooks) = (model.name, run.cooks);
+    let shift = Shift::with_hooks(
+        door,
+        Box::new(move || {
+            Clock::start().install();
+            eprintln!(
+                "{name}: listening on {door} with {cooks} cooks; Ctrl-C to \
+                 close"
+            );
+        }),
+        Box::new(move |fault| {
+            eprintln!(
+                "{name}: {fault} (that customer was told ERROR; serving on)"
+            );
+        }),
+    );
+    let closer = shift.clone();
+    on_interrupt(move || {
+        eprintln!("{name}: closing: no new customers; finishing the orders in");
+        closer.close();
+    });
+    serve_caught(model, listener, cooks, shift)?;
+    eprintln!("{name}: closed after serving {} plates", crate::plate::served());
+    if let Some(path) = &run.args.trace {
+        write_timeline(model.name, &format!("{name} at {door}"), path)?;
+    }
+    Ok(ExitCode::from(130))
+}
+
+/// Runs `serve`, turning a panic that escapes it into an error.
+fn serve_caught(
+    model: &Model,
+    listener: TcpListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    let serve = model.serve;
+    match panic::catch_unwind(AssertUnwindSafe(|| serve(listener, cooks, shift)))
+    {
+        Ok(result) => result,
+        Err(payload) => Err(format!(
+            "serve panicked outside any cook: {}",
+            crate::panic_message(&*payload)
+        )
+        .into()),
+    }
+}
+
+fn write_timeline(
+    name: &str,
+    title: &str,
+    path: &Path,
+) -> Result<(), BoxError> {
+    let svg = crate::timeline::svg(title, &crate::trace::take());
+    write_atomically(path, &svg).map_err(|e| {
+        format!("{name}: cannot write the timeline to {}: {e}", path.display())
+            .into()
+    })
+}
+
+/// What the customers' process says on its stdout.
+const ALL_IN: &str = "ALL-IN";
+const REPORT: &str = "REPORT ";
+const FAILED: &str = "FAILED ";
+
+/// The customers' process, seen from the server: its stdin (to say GO and
+/// STOP) and the child itself, killed if the server gives up.
+struct Customers {
+    child: Child,
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
+}
+
+impl Customers {
+    fn say(stdin: &Mutex<Option<ChildStdin>>, word: &str) {
+        let mut stdin = stdin.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pipe) = stdin.as_mut() {
+            // A customers' process that is gone has nothing left to hear.
+            let _ = writeln!(pipe, "{word}").and_then(|()| pipe.flush());
+        }
+    }
+}
+
+impl Drop for Customers {
+    fn drop(&mut self) {
+        // End-of-file on their stdin tells the customers the server is gone.
+        self.stdin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// One night: the server here, the customers in a process of their own.
+fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
+    let name = model.name;
+    let listener =
+        door::bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| {
+            format!("cannot listen on a loopback port: {e}")
+        })?;
+    let door = listener.local_addr()?;
+    let workload = &run.args.workload;
+
+    // The customers start now and generate their workload while the model
+    // sets up; they walk in when told GO. Started from this (the main)
+    // thread, which lives as long as the run: see `die_with_parent`.
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("--customers")
+        .arg("--connect")
+        .arg(door.to_string())
+        .args(workload.to_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    crate::child::die_with_parent(&mut command);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start the customers' process: {e}"))?;
+    let stdin = Arc::new(Mutex::new(child.stdin.take()));
+    let stdout = child.stdout.take();
+    let customers_pid = child.id();
+    let mut customers = Customers {
+        child,
+        stdin: Arc::clone(&stdin),
+    };
+
+    let go = Arc::clone(&stdin);
+    let shift = Shift::with_hooks(
+        door,
+        Box::new(move || {
+            Clock::start().install();
+            Customers::say(&go, "GO");
+        }),
+        Box::new(move |fault| {
+            // A normal run ends at the first panicking cook; the customers'
+            // process dies with this one.
+            eprintln!("{name}: error: {fault}");
+            std::process::exit(1);
+        }),
+    );
+
+    // The customers' news: ALL-IN closes the restaurant; then their verdict.
+    let closer = shift.clone();
+    let reader = thread::Builder::new()
+        .name("customers-news".into())
+        .spawn(move || {
+            let mut verdict = None;
+            for line in BufReader::new(stdout?).lines() {
+                let Ok(line) = line else { break };
+                if line == ALL_IN {
+                    closer.close();
+                } else if line.starts_with(REPORT) || line.starts_with(FAILED) {
+                    verdict = Some(line);
+                }
+            }
+            // Whatever happened to them, no more customers are coming.
+            closer.close();
+            verdict
+        })?;
+    probe::harness_thread_started();
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let (stop, closer, flag) =
+        (Arc::clone(&stdin), shift.clone(), Arc::clone(&interrupted));
+    on_interrupt(move || {
+        eprintln!("{name}: interrupted: no new customers; finishing the orders in");
+        flag.store(true, Ordering::SeqCst);
+        Customers::say(&stop, "STOP");
+        closer.close();
+    });
+
+    let total = workload.orders() as u64;
+    let sampler =
+        Sampler::start((!workload.json).then_some(total), Some(customers_pid));
     let cpu_before = probe::cpu_time();
-    // A panic that escapes `serve` is a bug in the model, not a cook's
-    // fault; it is still reported as a failed run, not a crash.
-    let served = panic::catch_unwind(AssertUnwindSafe(|| {
-        (model.serve)(orders, run.cooks)
-    }));
+    let served = serve_caught(model, listener, run.cooks, shift.clone());
     let cpu_after = probe::cpu_time();
     let sampled = sampler.finish();
-    let plates = match served {
-        Ok(result) => result?,
-        Err(payload) => {
-            return Err(format!(
-                "serve panicked outside any cook: {}",
-                crate::panic_message(&*payload)
-            )
-            .into());
-        }
-    };
+    if let Err(e) = served {
+        drop(customers);
+        return Err(e);
+    }
+    if shift.faults().is_empty() && !shift.is_closed() {
+        drop(customers);
+        return Err("serve returned before closing time".into());
+    }
+    let verdict = reader.join().ok().flatten();
+    let status = customers.child.wait()?;
+    drop(customers);
     let cost = Cost {
         cpu: cpu_before
             .zip(cpu_after)
@@ -292,40 +616,171 @@ pub fn execute(model: &Model, run: &Run) -> Result<Report, BoxError> {
             .map(|own| own + sampled.children_rss_bytes),
         peak_threads: sampled.peak_threads,
     };
-    let checksum = verify(&run.workload, &plates)?;
-    if let Some(path) = &run.trace {
-        let svg = crate::trace::svg(model.name, &run.workload, &plates);
-        std::fs::write(path, svg).map_err(|e| {
-            format!("cannot write the timeline to {}: {e}", path.display())
-        })?;
+
+    let verdict = verdict.unwrap_or_default();
+    if let Some(why) = verdict.strip_prefix(FAILED) {
+        let why: String = serde_json::from_str(why).unwrap_or(why.to_owned());
+        return Err(why.into());
     }
-    Ok(Report::new(
-        model.name,
-        &run.workload,
-        run.cooks,
-        &plates,
-        checksum,
-        cost,
-    ))
+    let Some(json) = verdict.strip_prefix(REPORT) else {
+        return Err(format!(
+            "the customers' process ended without a report ({status})"
+        )
+        .into());
+    };
+    let mut report: Report = serde_json::from_str(json)?;
+    report.model = name.to_owned();
+    report.cooks = run.cooks as u64;
+    report.cpu_s = cost.cpu.map(|d| d.as_secs_f64());
+    report.peak_rss_bytes = cost.peak_rss_bytes;
+    report.peak_threads = cost.peak_threads;
+    if let Some(path) = &run.args.trace {
+        let title = format!(
+            "{name}: {} orders of {}, seed {}{}",
+            report.orders,
+            report.preset,
+            report.seed,
+            if report.time_scale == 1.0 {
+                String::new()
+            } else {
+                format!(", time ÷{}", report.time_scale)
+            }
+        );
+        write_timeline(name, &title, path)?;
+    }
+    print_report(&report, workload.json)?;
+    Ok(if report.interrupted || interrupted.load(Ordering::SeqCst) {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// The whole program of an example: parse, serve, verify, report.
-pub fn main(model: &Model) -> ExitCode {
-    let run = parse(model);
-    match execute(model, &run) {
+/// Prints the report on stdout. A failed write is an error (exit 1), never
+/// silent; a reader that closed the pipe (`| head`) is no error.
+fn print_report(report: &Report, json: bool) -> Result<(), BoxError> {
+    let text = if json {
+        report.to_json()
+    } else {
+        report.to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot write the report: {e}").into()),
+    }
+}
+
+/// The customers of a normal run, in their own process: generate the
+/// workload, wait for GO on stdin, walk in, say ALL-IN when everyone is in,
+/// and end with the verdict.
+fn customers_child(args: &Args) -> ExitCode {
+    customers::raise_fd_limit();
+    let Some(door) = args.connect else {
+        return ExitCode::from(2);
+    };
+    let workload = args.workload.generate();
+    let stop = Arc::new(AtomicBool::new(false));
+    // A second Ctrl-C from the terminal reaches this process too; the
+    // server says STOP, so ignore the signal itself here.
+    let _ = ctrlc::set_handler(|| {});
+
+    // Stdin: GO, then perhaps STOP; end-of-file means the server is gone.
+    let (go, went) = std::sync::mpsc::channel();
+    let flag = Arc::clone(&stop);
+    let watcher = thread::Builder::new().name("server-watch".into()).spawn(
+        move || {
+            for line in std::io::stdin().lock().lines() {
+                match line.as_deref() {
+                    Ok("GO") => {
+                        let _ = go.send(());
+                    }
+                    Ok("STOP") => flag.store(true, Ordering::SeqCst),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            // The server is gone: nobody is left to serve or report to.
+            std::process::exit(1);
+        },
+    );
+    if watcher.is_err() || went.recv().is_err() {
+        return ExitCode::FAILURE;
+    }
+    let night = customers::visit(&workload, door, &stop, || {
+        println!("{ALL_IN}");
+        let _ = std::io::stdout().flush();
+    });
+    let verdict = night
+        .map_err(|e| format!("the customers could not start: {e}").into())
+        .and_then(|night| judge(&workload, &night));
+    let (line, code) = match verdict {
         Ok(report) => {
-            let mut out = std::io::stdout().lock();
-            let text = if run.json {
-                report.to_json()
-            } else {
-                report.to_string()
-            };
-            // A closed stdout (`| head`) is not worth a panic.
-            let _ = writeln!(out, "{text}");
-            ExitCode::SUCCESS
+            let code = if report.interrupted { 130 } else { 0 };
+            (format!("{REPORT}{}", report.to_json()), code)
         }
         Err(e) => {
-            eprintln!("{}: error: {e}", model.name);
+            let text = serde_json::to_string(&e.to_string())
+                .unwrap_or_else(|_| "\"(unprintable)\"".into());
+            (format!("{FAILED}{text}"), 1)
+        }
+    };
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+    ExitCode::from(code)
+}
+
+/// Verifies a night and makes its report (the server's cost left empty).
+fn judge(workload: &Workload, night: &Night) -> Result<Report, BoxError> {
+    let checksum = verify(workload, night)?;
+    Ok(Report::new("", workload, 0, night, checksum, Cost::default()))
+}
+
+/// The `customers` binary's arguments.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "customers",
+    about = "Customers for any restaurant: walk in through the door at \
+             ADDR, order, wait for every plate, verify it and report what \
+             was seen.",
+    after_help = "Exit status: 0 when every order was served once with the \
+                  right digest, 1 when verification fails, 2 for bad \
+                  arguments, 130 when interrupted."
+)]
+struct CustomersArgs {
+    /// The restaurant's address, such as 127.0.0.1:7878
+    #[arg(long, value_name = "ADDR")]
+    connect: SocketAddr,
+
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+/// The `customers` binary: one night of customers against any server.
+pub fn customers_main() -> ExitCode {
+    let args = CustomersArgs::parse();
+    customers::raise_fd_limit();
+    let workload = args.workload.generate();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    on_interrupt(move || {
+        eprintln!("customers: interrupted: nobody else walks in");
+        flag.store(true, Ordering::SeqCst);
+    });
+    let outcome = customers::visit(&workload, args.connect, &stop, || {})
+        .map_err(|e| format!("the customers could not start: {e}").into())
+        .and_then(|night| judge(&workload, &night))
+        .and_then(|mut report| {
+            report.model = format!("server at {}", args.connect);
+            print_report(&report, args.workload.json)?;
+            Ok(report)
+        });
+    match outcome {
+        Ok(report) if report.interrupted => ExitCode::from(130),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("customers: error: {e}");
             ExitCode::FAILURE
         }
     }

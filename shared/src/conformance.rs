@@ -14,25 +14,39 @@
 //! fn reports_a_panicking_cook() {
 //!     conformance::check_panic(&MODEL);
 //! }
+//!
+//! #[test]
+//! fn survives_rude_customers() {
+//!     conformance::check_rude(&MODEL);
+//! }
 //! ```
 //!
 //! [`check`] serves every preset × seeds {1, 2} × orders {0, 1, 7, 64} ×
 //! cooks {1, several}, each time-scaled so that its waiting fits in about a
-//! tenth of a second, and verifies every run. [`check_panic`] injects a
-//! panic into one cook and expects an error that names the order. Both run
-//! each case on a thread of their own with a time limit, so a model that
-//! hangs fails the test instead of hanging it. [`check_binary`] runs the
-//! real binary as a reader would; [`report_of`] and [`thread_names`] serve
-//! a crate's own tests of its threads.
+//! tenth of a second, with real customers on a loopback port, and verifies
+//! every night. Closing time comes as soon as every customer is rung up, so
+//! every case also closes with orders in flight. [`check_panic`] makes one
+//! cook panic and expects the panic reported, naming the order, that
+//! customer turned away with `ERROR`, and everyone else served.
+//! [`check_rude`] sends a garbage line, an oversized line, a customer who
+//! hangs up and one who says nothing, then a normal night. Each waits a
+//! bounded time, so a model that hangs fails its test instead of hanging
+//! it. [`check_binary`] runs the real binary as a reader would;
+//! [`report_of`] and [`thread_names`] serve a crate's own tests.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use crate::cli::Model;
+use crate::customers::{self, Night};
+use crate::door::{self, Shift};
 use crate::verify::verify;
+use crate::wire;
 use crate::workload::{Preset, Workload};
-use crate::{BoxError, Plate};
 
 /// The seeds every case is run with.
 pub const SEEDS: [u64; 2] = [1, 2];
@@ -98,32 +112,105 @@ pub fn cases(model: &Model) -> Vec<Case> {
     cases
 }
 
-/// Runs `model.serve` on `case` on a thread of its own, waiting at most
-/// [`TIME_LIMIT`]. `Err` when the model returned an error, panicked outside
-/// a cook, or ran past the limit.
-pub fn serve_bounded(model: &Model, case: &Case) -> Result<Vec<Plate>, String> {
-    let (done, result) = mpsc::channel();
-    let serve = model.serve;
-    let orders = case.workload.to_orders();
-    let cooks = case.cooks;
-    thread::Builder::new()
-        .name(format!("kit-{}", model.name))
-        .spawn(move || {
-            let outcome: Result<Vec<Plate>, BoxError> = serve(orders, cooks);
-            // The receiver is gone only if the kit already gave up.
-            let _ = done.send(outcome.map_err(|e| e.to_string()));
-        })
-        .map_err(|e| format!("could not start the case's thread: {e}"))?;
-    match result.recv_timeout(TIME_LIMIT) {
-        Ok(outcome) => outcome,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            Err(format!("no answer within {TIME_LIMIT:?}: the model hangs"))
+/// A model serving on a loopback port, in this process, on a thread of
+/// its own.
+#[derive(Debug)]
+pub struct Server {
+    shift: Shift,
+    done: mpsc::Receiver<Result<(), String>>,
+}
+
+impl Server {
+    /// Starts `model` with `cooks` and waits (at most [`TIME_LIMIT`]) until
+    /// it opens.
+    pub fn start(model: &Model, cooks: usize) -> Result<Server, String> {
+        let listener = door::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
+        let door = listener.local_addr().map_err(|e| e.to_string())?;
+        let shift = Shift::new(door);
+        let (done, result) = mpsc::channel();
+        let serve = model.serve;
+        let server_shift = shift.clone();
+        thread::Builder::new()
+            .name(format!("kit-{}", model.name))
+            .spawn(move || {
+                let outcome = serve(listener, cooks, server_shift);
+                // The receiver is gone only if the kit already gave up.
+                let _ = done.send(outcome.map_err(|e| e.to_string()));
+            })
+            .map_err(|e| format!("could not start the server's thread: {e}"))?;
+        if !shift.wait_opened(TIME_LIMIT) {
+            return Err(match result.try_recv() {
+                Ok(Err(e)) => format!("serve failed before opening: {e}"),
+                _ => format!("serve did not open within {TIME_LIMIT:?}"),
+            });
         }
-        // The thread ended without sending: serve panicked.
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err("serve panicked instead of returning an error".to_owned())
+        Ok(Server { shift, done: result })
+    }
+
+    /// The door's address.
+    pub fn door(&self) -> SocketAddr {
+        self.shift.door()
+    }
+
+    /// The shift the model serves.
+    pub fn shift(&self) -> &Shift {
+        &self.shift
+    }
+
+    /// Sends `workload`'s customers; the restaurant is told to close once
+    /// they are all rung up. Waits at most [`TIME_LIMIT`].
+    pub fn customers(&self, workload: &Workload) -> Result<Night, String> {
+        let (done, night) = mpsc::channel();
+        let (workload, door, shift) =
+            (workload.clone(), self.door(), self.shift.clone());
+        thread::Builder::new()
+            .name("kit-customers".into())
+            .spawn(move || {
+                let stop = AtomicBool::new(false);
+                let night =
+                    customers::visit(&workload, door, &stop, || shift.close());
+                let _ = done.send(night.map_err(|e| e.to_string()));
+            })
+            .map_err(|e| format!("could not start the customers: {e}"))?;
+        match night.recv_timeout(TIME_LIMIT) {
+            Ok(night) => night,
+            Err(_) => Err(format!(
+                "the customers were not all served within {TIME_LIMIT:?}: \
+                 the model hangs"
+            )),
         }
     }
+
+    /// Closes the restaurant and waits (at most [`TIME_LIMIT`]) for `serve`
+    /// to return.
+    pub fn finish(self) -> Result<(), String> {
+        self.shift.close();
+        match self.done.recv_timeout(TIME_LIMIT) {
+            Ok(outcome) => outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "serve did not return within {TIME_LIMIT:?} of closing time"
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err("serve panicked instead of returning".to_owned())
+            }
+        }
+    }
+}
+
+/// Serves `case` with `model`: starts it, sends the customers, closes, and
+/// returns the night and the panics the model reported.
+pub fn serve_case(
+    model: &Model,
+    case: &Case,
+) -> Result<(Night, Vec<String>), String> {
+    let server = Server::start(model, case.cooks)?;
+    let night = server.customers(&case.workload);
+    let faults = server.shift().faults();
+    let finished = server.finish();
+    let night = night?;
+    finished?;
+    Ok((night, faults))
 }
 
 /// Serves and verifies every case of [`cases`]; panics with a list of the
@@ -131,9 +218,12 @@ pub fn serve_bounded(model: &Model, case: &Case) -> Result<Vec<Plate>, String> {
 pub fn check(model: &Model) {
     let mut failures = Vec::new();
     for case in cases(model) {
-        let verdict = serve_bounded(model, &case).and_then(|plates| {
+        let verdict = serve_case(model, &case).and_then(|(night, faults)| {
+            if !faults.is_empty() {
+                return Err(format!("a cook panicked: {}", faults.join("; ")));
+            }
             let checksum =
-                verify(&case.workload, &plates).map_err(|e| e.to_string())?;
+                verify(&case.workload, &night).map_err(|e| e.to_string())?;
             let expected = case.workload.expected_checksum();
             if checksum == expected {
                 Ok(())
@@ -154,30 +244,118 @@ pub fn check(model: &Model) {
     );
 }
 
-/// Makes one cook panic and expects `serve` to return, within the time
-/// limit, an error that names the order. Tried with every cook count of
-/// [`check`].
+/// Makes one cook panic and expects the model, within the time limit, to
+/// report the panic naming the order, to turn that customer away with
+/// `ERROR`, and to serve every other customer. Tried with every cook count
+/// of [`check`].
 pub fn check_panic(model: &Model) {
     const FAULTY: u64 = 3;
+    // A seed no other case uses: the fault is keyed by the order's start
+    // value, which depends on the seed, so other tests running in this
+    // process at the same time are not touched.
+    const SEED: u64 = 9_999;
+    crate::fault::inject(Workload::start_for(Preset::LunchRush, SEED, FAULTY));
     for cooks in model.cooks.to_try() {
-        let mut workload = scaled_workload(Preset::LunchRush, 7, 1);
-        assert!(workload.inject_fault(FAULTY));
+        let workload = scaled_workload(Preset::LunchRush, 7, SEED);
         let case = Case { workload, cooks };
-        match serve_bounded(model, &case) {
-            Ok(plates) => panic!(
-                "{}: {case}: order {FAULTY}'s cook panicked, yet serve \
-                 returned {} plates and no error",
-                model.name,
-                plates.len()
-            ),
-            Err(message) => assert!(
-                message.contains(&format!("order {FAULTY}")),
-                "{}: {case}: the error does not name order {FAULTY}: \
-                 {message}",
-                model.name
-            ),
+        let (night, faults) = serve_case(model, &case)
+            .unwrap_or_else(|e| panic!("{}: {case}: {e}", model.name));
+        assert!(
+            faults.len() == 1 && faults[0].contains(&format!("order {FAULTY}")),
+            "{}: {case}: order {FAULTY}'s cook panicked; the model \
+             reported: {faults:?}",
+            model.name
+        );
+        let visit = &night.visits[FAULTY as usize];
+        assert!(
+            visit.plated.is_none()
+                && visit.trouble.as_deref().is_some_and(|t| t.contains("turned away")),
+            "{}: {case}: order {FAULTY}'s customer should be told ERROR: \
+             {visit:?}",
+            model.name
+        );
+        for (i, visit) in night.visits.iter().enumerate() {
+            if i as u64 != FAULTY {
+                assert!(
+                    visit.digest.is_some() && visit.trouble.is_none(),
+                    "{}: {case}: order {i} was not served after order \
+                     {FAULTY}'s cook panicked: {visit:?}",
+                    model.name
+                );
+            }
         }
     }
+}
+
+/// Connects to `door` and reads the greeting.
+fn greeted(door: SocketAddr) -> Result<(TcpStream, BufReader<TcpStream>), String> {
+    let stream = TcpStream::connect(door).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(TIME_LIMIT))
+        .map_err(|e| e.to_string())?;
+    let mut reader =
+        BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| format!("no greeting: {e}"))?;
+    if line != wire::NEXT {
+        return Err(format!("expected NEXT, heard {line:?}"));
+    }
+    Ok((stream, reader))
+}
+
+/// Says `line` after the greeting and expects `ERROR …` and then the end.
+fn refused(door: SocketAddr, line: &[u8]) -> Result<(), String> {
+    let (mut stream, mut reader) = greeted(door)?;
+    stream.write_all(line).map_err(|e| format!("write: {e}"))?;
+    let mut reply = String::new();
+    reader
+        .read_line(&mut reply)
+        .map_err(|e| format!("no reply: {e}"))?;
+    if !reply.starts_with("ERROR ") {
+        return Err(format!("expected ERROR, heard {reply:?}"));
+    }
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .map_err(|e| format!("after ERROR: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("more after ERROR: {:?}", String::from_utf8_lossy(&rest)));
+    }
+    Ok(())
+}
+
+/// Rude customers: a garbage line and an oversized line (each must get
+/// `ERROR` and a closed connection), one who hangs up at once and one who
+/// connects and says nothing; then a normal night, which must be served in
+/// full, and closing time, which must come even with the silent customer
+/// still connected.
+pub fn check_rude(model: &Model) {
+    let name = model.name;
+    let server = Server::start(model, model.cooks.to_try()[0])
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let door = server.door();
+    if let Err(e) = refused(door, b"HELLO\n") {
+        panic!("{name}: a garbage line: {e}");
+    }
+    if let Err(e) = refused(door, &vec![b'x'; 2 * wire::MAX_LINE]) {
+        panic!("{name}: an oversized line: {e}");
+    }
+    drop(TcpStream::connect(door));
+    let silent = TcpStream::connect(door);
+    let workload = scaled_workload(Preset::LunchRush, 20, 3);
+    let night = server
+        .customers(&workload)
+        .unwrap_or_else(|e| panic!("{name}: after rude customers: {e}"));
+    match verify(&workload, &night) {
+        Ok(sum) => assert_eq!(sum, workload.expected_checksum(), "{name}"),
+        Err(e) => panic!("{name}: after rude customers, a normal night: {e}"),
+    }
+    if let Err(e) = server.finish() {
+        panic!("{name}: with a silent customer connected: {e}");
+    }
+    drop(silent);
 }
 
 /// Runs `path args…`: its exit code, stdout and stderr.
@@ -288,9 +466,11 @@ fn check_timeline(path: &str) {
 ///   takes a few seconds at most), `--json` prints exactly one line whose
 ///   checksum is the workload's expected checksum;
 /// - bad arguments exit 2 with a message naming the argument;
-/// - `--fail-order` exits 1 with a message naming the order;
+/// - the hidden `--fault-order` exits 1 with a message naming the order;
 /// - `--trace` draws a well-formed timeline with a bar for every ring-up
-///   and chop.
+///   and chop;
+/// - `--listen` serves customers who come from outside, survives a garbage
+///   line, and returns with 130 within a few seconds of SIGINT (Unix).
 ///
 /// Call it from an integration test with the path cargo gives:
 /// `check_binary(env!("CARGO_BIN_EXE_<name>"))`.
@@ -328,11 +508,82 @@ pub fn check_binary(path: &str) {
         "20",
         "--time-scale",
         "100",
-        "--fail-order",
+        "--fault-order",
         "11",
     ];
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, Some(1), "{path} {args:?} should exit 1: {stderr}");
     assert!(stdout.is_empty(), "{path} {args:?} printed {stdout}");
     assert!(stderr.contains("order 11"), "{path} {args:?}: {stderr}");
+
+    #[cfg(unix)]
+    check_listen(path);
+}
+
+/// Runs `path --listen 127.0.0.1:0`, sends a garbage line and a night of
+/// customers from this process, then SIGINT: exit 130 within a few
+/// seconds, every customer served.
+#[cfg(unix)]
+fn check_listen(path: &str) {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut server = Command::new(path)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {path}: {e}"));
+    let mut stderr = BufReader::new(server.stderr.take().expect("piped"));
+    // "<name>: listening on ADDR with K cooks; …"
+    let mut line = String::new();
+    let door: Option<SocketAddr> = stderr.read_line(&mut line).ok().and_then(|_| {
+        line.split_once("listening on ")?.1.split(' ').next()?.parse().ok()
+    });
+    let Some(door) = door else {
+        let _ = server.kill();
+        panic!("{path} --listen: no address in {line:?}");
+    };
+    let outcome = refused(door, b"GARBAGE\n").and_then(|()| {
+        let workload = scaled_workload(Preset::LunchRush, 30, 5);
+        let stop = AtomicBool::new(false);
+        let night = customers::visit(&workload, door, &stop, || {})
+            .map_err(|e| e.to_string())?;
+        let sum = verify(&workload, &night).map_err(|e| e.to_string())?;
+        if sum == workload.expected_checksum() {
+            Ok(())
+        } else {
+            Err(format!("checksum {sum}"))
+        }
+    });
+    let interrupted = Instant::now();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::SIGINT,
+    );
+    let status = loop {
+        if let Ok(Some(status)) = server.try_wait() {
+            break Some(status);
+        }
+        if interrupted.elapsed() > Duration::from_secs(5) {
+            let _ = server.kill();
+            let _ = server.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    if let Err(e) = outcome {
+        panic!("{path} --listen: {e}");
+    }
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    match status {
+        Some(status) => assert_eq!(
+            status.code(),
+            Some(130),
+            "{path} --listen after SIGINT: {status}; {rest}"
+        ),
+        None => panic!("{path} --listen did not return within 5 s of SIGINT"),
+    }
 }

@@ -1,8 +1,10 @@
-//! Errors a model returns when a run goes wrong.
+//! Errors a model returns when a run goes wrong, and the test-only fault.
 
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The error type every `serve` returns: any error, as long as it can cross
 /// threads. Examples use std's own types so a reader can copy them without
@@ -12,8 +14,8 @@ pub type BoxError = Box<dyn Error + Send + Sync>;
 /// A cook panicked while working on an order.
 ///
 /// A model catches the panic where its executor hands it back (a join
-/// handle, `catch_unwind`, a closed channel) and returns this, naming the
-/// order, instead of hanging or carrying on as if nothing happened.
+/// handle, `catch_unwind`, a closed channel) and reports it with
+/// [`crate::Shift::cook_panicked`], naming the order.
 #[derive(Debug)]
 pub struct CookPanicked {
     /// The order the cook was working on.
@@ -55,4 +57,32 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     } else {
         "(a panic without a text message)".to_owned()
     }
+}
+
+/// Whether any fault was injected: the common case reads one flag.
+static ANY: AtomicBool = AtomicBool::new(false);
+
+/// The `start` values of the orders whose first chop panics.
+static INJECTED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Makes the first chop of the order that starts from `start` panic in this
+/// process: the server's hidden `--fault-order` flag and the conformance
+/// kit use it to see how a model reports a panicking cook. The fault is
+/// keyed by the order's start value, which is unique to its workload, so
+/// tests running side by side in one process do not trip each other.
+#[doc(hidden)]
+pub fn inject(start: u64) {
+    INJECTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(start);
+    ANY.store(true, Ordering::Release);
+}
+
+pub(crate) fn is_injected(start: u64) -> bool {
+    ANY.load(Ordering::Acquire)
+        && INJECTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&start)
 }

@@ -17,6 +17,22 @@
 //! `compare` measures it again at every run and prints it above its
 //! tables. The figure varies with the CPU; digests never do, because work
 //! is counted in units.
+//!
+//! # The digest of an order
+//!
+//! A customer's order line gives a 64-bit `start`. The cashier's ring-up
+//! and each chop, in recipe order, carry a digest `d` forward; simmers
+//! leave it alone:
+//!
+//! ```text
+//! ring-up:  d = mix(work(start, 10))
+//! chop n:   d = mix(work(d, n))
+//! ```
+//!
+//! where `work(x, n)` runs `n × 900` steps of `x ← a·x + c (mod 2⁶⁴)` with
+//! Knuth's MMIX constants `a = 6364136223846793005` and
+//! `c = 1442695040888963407`, and `mix` is the SplitMix64 finaliser. The
+//! plate's digest is `d` after the last chop.
 
 use std::hint::black_box;
 
@@ -61,6 +77,19 @@ pub fn jump(x: u64, units: u32) -> u64 {
         steps >>= 1;
     }
     acc_a.wrapping_mul(x).wrapping_add(acc_c)
+}
+
+/// The units of the cashier's ring-up chop.
+pub const RING_UP_UNITS: u32 = 10;
+
+/// The digest after the ring-up of an order that starts from `start`.
+pub fn ring_up(start: u64) -> u64 {
+    mix(work(start, RING_UP_UNITS))
+}
+
+/// The digest after a chop of `units` from digest `d`.
+pub fn chop(d: u64, units: u32) -> u64 {
+    mix(work(d, units))
 }
 
 /// Measures how long one unit of work takes on this machine now: the best

@@ -1,51 +1,62 @@
 //! The restaurant: the workload every example serves, and its yardsticks.
 //!
 //! This crate is the *domain* only. It knows what an order is, how to chop
-//! (deterministic CPU work) and how long to simmer (a wait), what a plate
-//! proves, how to verify a night's plates and how to report them. It holds
-//! no concurrency: the cashier loop, the hand-off, the cooks, the waiting
-//! and the shutdown stand in full in each example crate, which is the point
-//! of comparing them.
+//! (deterministic CPU work) and how long to simmer (a wait), what the
+//! customers and the restaurant say to each other ([`wire`]), how the
+//! customers walk in and time what they see ([`customers`]), how to verify
+//! a night and how to report it. It holds no concurrency of a model's: the
+//! accept loop, the hand-off, the cooks, the waiting and the shutdown stand
+//! in full in each example crate, which is the point of comparing them.
 //!
 //! A model is a function
-//! `fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError>`
-//! that, for each order in turn, waits for its arrival, calls
-//! [`Order::ring_up`] on the one cashier, hands it to a cook, and returns
-//! every plate. A cook runs:
+//! `fn serve(listener: TcpListener, cooks: usize, shift: Shift) -> Result<(), BoxError>`
+//! that accepts customers until closing time. For each customer it sends
+//! [`wire::NEXT`], reads one order line, parses it into a [`wire::Ticket`],
+//! rings it up ([`wire::Ticket::ring_up`], whose line it sends back), hands
+//! it to a cook, and sends the plate's line when the cook is done. A cook
+//! runs:
 //!
 //! ```
-//! use restaurant::{Clock, Order, Plate, Step};
+//! use restaurant::{Plate, Step, wire::Ticket};
 //!
-//! fn cook(order: &Order, clock: Clock) -> Plate {
-//!     let mut plate = Plate::start(order, &clock);
-//!     for step in order.steps() {
+//! fn cook(ticket: &Ticket) -> String {
+//!     let mut plate = Plate::start(ticket);
+//!     for step in ticket.steps() {
 //!         match *step {
 //!             Step::Chop(work) => plate.chop(work), // CPU work
 //!             Step::Simmer(d) => std::thread::sleep(d), // a wait
 //!         }
 //!     }
-//!     plate.serve(&clock)
+//!     plate.serve() // the line for the customer: PLATE <id> <digest>
 //! }
 //! ```
 //!
 //! [`cli::main`] turns a model into a program with the shared command line;
 //! [`conformance`] is the kit every model's tests call.
 
+pub mod child;
 pub mod cli;
+pub mod clock;
 pub mod conformance;
-mod fault;
+pub mod customers;
+pub mod door;
+pub mod fault;
 pub mod kernel;
 mod plate;
 pub mod probe;
 pub mod report;
 pub mod sequential;
+pub mod timeline;
 pub mod trace;
 mod verify;
+pub mod wire;
 mod workload;
 
 pub use cli::{Cooks, Model};
+pub use clock::Clock;
+pub use door::Shift;
 pub use fault::{BoxError, CookPanicked, panic_message};
-pub use plate::{Clock, Plate};
+pub use plate::{Plate, served};
 pub use report::Report;
 pub use verify::{VerifyError, verify};
 pub use workload::{

@@ -7,34 +7,46 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::plate::SERVED;
 
 /// CPU time used so far by this process and by its reaped children, user
-/// and system together.
+/// and system together. (The server measures it before it reaps its
+/// customers' process, so their CPU never counts as the server's.)
 pub fn cpu_time() -> Option<Duration> {
     #[cfg(unix)]
     {
-        use nix::sys::resource::{UsageWho, getrusage};
-        let total = |who| {
-            getrusage(who).ok().map(|u| {
-                let (user, sys) = (u.user_time(), u.system_time());
-                Duration::from_micros(
-                    (user.tv_sec() as u64 * 1_000_000 + user.tv_usec() as u64)
-                        + (sys.tv_sec() as u64 * 1_000_000
-                            + sys.tv_usec() as u64),
-                )
-            })
-        };
-        Some(total(UsageWho::RUSAGE_SELF)? + total(UsageWho::RUSAGE_CHILDREN)?)
+        use nix::sys::resource::UsageWho;
+        Some(usage(UsageWho::RUSAGE_SELF)? + usage(UsageWho::RUSAGE_CHILDREN)?)
     }
     #[cfg(not(unix))]
     {
         None
     }
+}
+
+/// CPU time used so far by this process alone.
+pub fn own_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        usage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg(unix)]
+fn usage(who: nix::sys::resource::UsageWho) -> Option<Duration> {
+    let u = nix::sys::resource::getrusage(who).ok()?;
+    let us = |t: nix::sys::time::TimeVal| {
+        t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64
+    };
+    Some(Duration::from_micros(us(u.user_time()) + us(u.system_time())))
 }
 
 /// CPU time used so far by the calling thread (Linux only).
@@ -88,13 +100,32 @@ fn threads_of(pid: &str) -> Option<u64> {
     }
 }
 
-/// The child processes started by this process's main thread (Linux only;
-/// elsewhere none are seen).
-fn children() -> Vec<String> {
-    let me = std::process::id();
-    std::fs::read_to_string(format!("/proc/self/task/{me}/children"))
-        .map(|list| list.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default()
+/// The child processes of this process (Linux only; elsewhere none are
+/// seen), but for `exclude` (the customers, who are not the server).
+fn children(exclude: Option<u32>) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let skip = exclude.map(|pid| pid.to_string());
+    tasks
+        .filter_map(|task| {
+            std::fs::read_to_string(task.ok()?.path().join("children")).ok()
+        })
+        .flat_map(|list| {
+            list.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .filter(|pid| Some(pid) != skip.as_ref())
+        .collect()
+}
+
+/// Threads the run itself keeps beside the model's (the signal handler,
+/// the reader of the customers' news): left out of the thread count, as
+/// the sampler is.
+static HARNESS_THREADS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one more thread of the run's own, not the model's.
+pub(crate) fn harness_thread_started() {
+    HARNESS_THREADS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How often the sampler looks at the thread count.
@@ -121,8 +152,8 @@ pub struct Sampled {
 /// A background thread that samples the process's thread count every two
 /// milliseconds and, on a terminal, shows how many plates are served.
 ///
-/// Child processes started by the main thread (the `processes` model's
-/// workers) count too: the list of children and their peak memory are read
+/// Child processes (the `processes` model's workers, but not the
+/// customers) count too: the list of children and their peak memory are read
 /// every twenty milliseconds, their threads at every sample. The sampler is
 /// one more thread and uses a little CPU: both are taken off the figures it
 /// helps produce, and the `measuring` benchmark of `compare` shows the CPU
@@ -136,13 +167,14 @@ pub struct Sampler {
 impl Sampler {
     /// Starts sampling. `progress` is the order count to show progress
     /// against on stderr (only when stderr is a terminal); `None` for none.
-    pub fn start(progress: Option<u64>) -> Sampler {
+    /// The child process `exclude` (the customers) is left out.
+    pub fn start(progress: Option<u64>, exclude: Option<u32>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let progress = progress.filter(|_| std::io::stderr().is_terminal());
         let handle = thread::Builder::new()
             .name("sampler".into())
-            .spawn(move || sample(&flag, progress))
+            .spawn(move || sample(&flag, progress, exclude))
             .expect("the OS refused to start the sampler thread");
         Sampler { stop, handle }
     }
@@ -165,13 +197,17 @@ pub fn sample_cost() -> Duration {
     for i in 0..N {
         std::hint::black_box(threads_of("self"));
         if i.is_multiple_of(CHILDREN_EVERY) {
-            std::hint::black_box(children());
+            std::hint::black_box(children(None));
         }
     }
     start.elapsed() / N
 }
 
-fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
+fn sample(
+    stop: &AtomicBool,
+    progress: Option<u64>,
+    exclude: Option<u32>,
+) -> Sampled {
     let mut peak = threads_of("self");
     let mut child_peaks: HashMap<String, u64> = HashMap::new();
     let mut kids = Vec::new();
@@ -182,7 +218,7 @@ fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
     while !stop.load(Ordering::Acquire) {
         thread::park_timeout(SAMPLE_EVERY);
         if samples.is_multiple_of(CHILDREN_EVERY) {
-            kids = children();
+            kids = children(exclude);
             for pid in &kids {
                 if let Some(rss) = peak_rss_of(pid) {
                     let seen = child_peaks.entry(pid.clone()).or_default();
@@ -201,13 +237,7 @@ fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
         {
             let served = SERVED.load(Ordering::Relaxed);
             let secs = began.elapsed().as_secs();
-            // Plates served in another process (the `processes` model's
-            // workers) are not counted here: show the time alone then.
-            if served > 0 {
-                eprint!("\r  {secs} s: served {served}/{total} …");
-            } else {
-                eprint!("\r  {secs} s: cooking {total} orders …");
-            }
+            eprint!("\r  {secs} s: served {served}/{total} …");
             let _ = std::io::stderr().flush();
             last_shown = Instant::now();
             shown = true;
@@ -217,8 +247,10 @@ fn sample(stop: &AtomicBool, progress: Option<u64>) -> Sampled {
         eprint!("\r\x1b[2K");
     }
     Sampled {
-        // Leave the sampler itself out.
-        peak_threads: peak.map(|p| p.saturating_sub(1)),
+        // Leave the sampler itself and the run's own threads out.
+        peak_threads: peak.map(|p| {
+            p.saturating_sub(1 + HARNESS_THREADS.load(Ordering::Relaxed))
+        }),
         children_rss_bytes: child_peaks.values().sum(),
         own_cpu: thread_cpu_time().unwrap_or_default(),
     }

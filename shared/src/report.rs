@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plate::Plate;
+use crate::customers::Night;
 use crate::workload::{Checksum, Preset, Workload};
 
 /// The version of the JSON report's layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Exact nearest-rank percentiles of a set of durations, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,18 +66,20 @@ impl Host {
     }
 }
 
-/// What a run cost, measured around the model's `serve`.
+/// What a run cost the server, measured around the model's `serve`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cost {
-    /// CPU time of the service (its children included), measuring left out.
+    /// CPU time of the server (its worker processes included), measuring
+    /// left out.
     pub cpu: Option<Duration>,
-    /// Peak resident memory of the process.
+    /// Peak resident memory of the server (for worker processes, their sum
+    /// is added).
     pub peak_rss_bytes: Option<u64>,
-    /// Most threads alive at once, measuring left out.
+    /// Most threads alive at once in the server, measuring left out.
     pub peak_threads: Option<u64>,
 }
 
-/// One run, as `--json` prints it (DESIGN.md, "Report").
+/// One run, as `--json` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// Always [`SCHEMA_VERSION`].
@@ -90,51 +92,80 @@ pub struct Report {
     pub seed: u64,
     /// Orders in the workload.
     pub orders: u64,
-    /// The `--cooks` the model ran with.
+    /// The cooks the model ran with (0 when the customers did not know).
     pub cooks: u64,
-    /// The divisor applied to arrivals and simmers.
+    /// The divisor the customers applied to arrivals and simmers.
     pub time_scale: f64,
-    /// Plates served (equal to `orders` in a verified run).
+    /// Plates served with the right digest.
     pub served: u64,
     /// `0x%016x`, the same for every correct model on the same workload.
     pub checksum: String,
     /// Opening to the last plate, in seconds.
     pub makespan_s: f64,
-    /// CPU time of the service, in seconds; `null` where the OS gives none.
+    /// CPU time of the server, in seconds; `null` where unknown.
     pub cpu_s: Option<f64>,
-    /// Accepted − arrival: how long customers stood at the till.
+    /// `NEXT` received − walked in: how long customers stood at the door
+    /// before anyone attended.
     pub counter_wait: Option<Percentiles>,
-    /// Served − arrival.
+    /// `PLATE` received − walked in.
     pub order_latency: Option<Percentiles>,
-    /// Peak resident memory in bytes.
+    /// Connected − walked in.
+    pub connect_wait: Option<Percentiles>,
+    /// Walked in − scheduled arrival: the customers' own lateness.
+    pub arrival_lag: Option<Percentiles>,
+    /// The customers' own CPU time, in seconds.
+    pub customers_cpu_s: Option<f64>,
+    /// The most connections the customers kept open at once.
+    pub connection_cap: u64,
+    /// Customers who waited for a free connection before walking in: when
+    /// not zero, the schedule was not kept and the arrival lag says by
+    /// how much.
+    pub held_at_cap: u64,
+    /// Peak resident memory of the server in bytes.
     pub peak_rss_bytes: Option<u64>,
-    /// Most threads alive at once in the service.
+    /// Most threads alive at once in the server (sampled).
     pub peak_threads: Option<u64>,
+    /// Whether the run was interrupted (Ctrl-C, SIGTERM) before every
+    /// customer came in.
+    pub interrupted: bool,
     /// The machine.
     pub host: Host,
 }
 
 impl Report {
-    /// The report of a verified run.
+    /// The report of a night: the customers' timings and the server's
+    /// cost. `checksum` is what verification computed.
     pub fn new(
         model: &str,
         workload: &Workload,
         cooks: usize,
-        plates: &[Plate],
+        night: &Night,
         checksum: Checksum,
         cost: Cost,
     ) -> Report {
-        let waits = plates
+        let orders = workload.orders();
+        let visits = &night.visits;
+        let between = |from: fn(&crate::customers::Visit) -> Option<Duration>,
+                       to: fn(&crate::customers::Visit) -> Option<Duration>| {
+            Percentiles::of(
+                visits
+                    .iter()
+                    .filter_map(|v| Some(to(v)?.saturating_sub(from(v)?)))
+                    .collect(),
+            )
+        };
+        let lags = orders
             .iter()
-            .filter_map(|p| Some(p.accepted()?.saturating_sub(p.arrival())))
+            .zip(visits)
+            .filter_map(|(o, v)| Some(v.walked_in?.saturating_sub(o.arrival())))
             .collect();
-        let latencies = plates
+        let served = visits
             .iter()
-            .filter_map(|p| Some(p.served()?.saturating_sub(p.arrival())))
-            .collect();
-        let makespan = plates
+            .filter(|v| v.digest.is_some() && v.trouble.is_none())
+            .count();
+        let makespan = visits
             .iter()
-            .filter_map(Plate::served)
+            .filter_map(|v| v.plated)
             .max()
             .unwrap_or_default();
         Report {
@@ -142,17 +173,23 @@ impl Report {
             model: model.to_owned(),
             preset: workload.preset(),
             seed: workload.seed(),
-            orders: workload.orders().len() as u64,
+            orders: orders.len() as u64,
             cooks: cooks as u64,
             time_scale: workload.time_scale(),
-            served: plates.len() as u64,
+            served: served as u64,
             checksum: checksum.to_string(),
             makespan_s: makespan.as_secs_f64(),
             cpu_s: cost.cpu.map(|d| d.as_secs_f64()),
-            counter_wait: Percentiles::of(waits),
-            order_latency: Percentiles::of(latencies),
+            counter_wait: between(|v| v.walked_in, |v| v.greeted),
+            order_latency: between(|v| v.walked_in, |v| v.plated),
+            connect_wait: between(|v| v.walked_in, |v| v.connected),
+            arrival_lag: Percentiles::of(lags),
+            customers_cpu_s: night.cpu.map(|d| d.as_secs_f64()),
+            connection_cap: night.cap as u64,
+            held_at_cap: night.held_at_cap,
             peak_rss_bytes: cost.peak_rss_bytes,
             peak_threads: cost.peak_threads,
+            interrupted: night.interrupted,
             host: Host::this(),
         }
     }
@@ -198,20 +235,32 @@ impl fmt::Display for Report {
             write!(f, ", time ÷{}", self.time_scale)?;
         }
         writeln!(f)?;
+        if self.interrupted {
+            writeln!(
+                f,
+                "  interrupted    served {} of {}, right digests",
+                self.served, self.orders
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  verified       {} served once each, right digests, \
+                 checksum {}",
+                self.served, self.checksum
+            )?;
+        }
         writeln!(
             f,
-            "  verified       {} served once each, right digests, checksum {}",
-            self.served, self.checksum
-        )?;
-        writeln!(
-            f,
-            "  makespan       {}   CPU {}",
+            "  makespan       {}   server CPU {}   customers' CPU {}",
             seconds(self.makespan_s),
-            self.cpu_s.map_or_else(na, seconds)
+            self.cpu_s.map_or_else(na, seconds),
+            self.customers_cpu_s.map_or_else(na, seconds)
         )?;
         for (name, p) in [
             ("counter wait ", self.counter_wait),
             ("order latency", self.order_latency),
+            ("connect wait ", self.connect_wait),
+            ("arrival lag  ", self.arrival_lag),
         ] {
             match p {
                 Some(p) => writeln!(
@@ -224,6 +273,14 @@ impl fmt::Display for Report {
                 None => writeln!(f, "  {name}  n/a (no orders)")?,
             }
         }
+        if self.held_at_cap > 0 {
+            writeln!(
+                f,
+                "  schedule       not kept: {} customers waited for one of \
+                 {} connections",
+                self.held_at_cap, self.connection_cap
+            )?;
+        }
         let threads = match self.peak_threads {
             Some(1) => "1 thread".to_owned(),
             Some(n) => format!("{n} threads"),
@@ -231,7 +288,7 @@ impl fmt::Display for Report {
         };
         write!(
             f,
-            "  cost           {threads} at peak, {} peak RSS",
+            "  server cost    {threads} alive at peak (sampled), {} peak RSS",
             self.peak_rss_bytes.map_or_else(na, mebibytes)
         )
     }

@@ -1,49 +1,94 @@
 //! The reference model: one person does everything, in order.
 //!
-//! The cashier rings up an order, then turns round and cooks it, waiting out
-//! every simmer, then serves it, then goes back to the till. Nothing
-//! overlaps, so the makespan is the sum of everything, and customers queue
-//! at the till for as long as the cooking before them takes. Its checksum
-//! is the one every other model must print.
+//! The cashier lets one customer in, takes the order, rings it up, then
+//! turns round and cooks it, waiting out every simmer, serves it, and only
+//! then lets the next customer in. Nothing overlaps: customers queue at the
+//! door for as long as the cooking before them takes. Its checksum is the
+//! one every other model must print.
 //!
 //! ```text
 //! cargo run --release -p restaurant --bin sequential
 //! ```
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 
-use crate::{BoxError, Clock, CookPanicked, Order, Plate, Step};
+use crate::door::ACCEPT_BACKOFF;
+use crate::wire::{self, Heard, Ticket};
+use crate::{BoxError, Plate, Shift, Step};
 
 // ANCHOR: serve
-/// Serves every order on the calling thread. `cooks` is always 1.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// Serves customers one at a time on the calling thread until closing
+/// time. `cooks` is always 1.
+pub fn serve(
+    listener: TcpListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     assert_eq!(cooks, 1, "the sequential model has exactly one cook");
-    let clock = Clock::open();
-    let mut plates = Vec::with_capacity(orders.len());
-    for mut order in orders {
-        // The till: wait for the customer, ring the order up.
-        thread::sleep(clock.until(order.arrival()));
-        order.ring_up(&clock);
-        // The kitchen: the same person cooks it. A panic is caught here so
-        // it can be reported with the order it happened in.
-        let cooked =
-            panic::catch_unwind(AssertUnwindSafe(|| cook(&order, clock)))
-                .map_err(|payload| CookPanicked::new(order.id(), &*payload))?;
-        plates.push(cooked);
+    shift.open();
+    // `incoming` blocks in `accept`. At closing time the shift knocks on
+    // the door once, so the loop wakes up and sees it is time to stop.
+    for stream in listener.incoming() {
+        if shift.is_closed() {
+            break;
+        }
+        match stream {
+            Ok(stream) => attend(stream, &shift),
+            // Out of file descriptors, or a customer who left before being
+            // accepted: never fatal to a server. Wait a little, go on.
+            Err(e) => {
+                eprintln!("sequential: accept failed: {e}; retrying");
+                thread::sleep(ACCEPT_BACKOFF);
+            }
+        }
     }
-    Ok(plates)
+    Ok(())
 }
 
-fn cook(order: &Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(order, &clock);
-    for step in order.steps() {
+/// Greets one customer, takes the order, cooks it and serves it.
+fn attend(mut stream: TcpStream, shift: &Shift) {
+    // A customer who hangs up mid-way costs only their own order: write
+    // errors are theirs, so they are ignored.
+    let _ = (|| -> std::io::Result<()> {
+        // A silent customer would hold the only cashier for ever.
+        stream.set_read_timeout(Some(wire::PATIENCE))?;
+        stream.write_all(wire::NEXT.as_bytes())?;
+        let mut line = String::new();
+        let read = BufReader::new(&stream)
+            .take(wire::MAX_LINE as u64)
+            .read_line(&mut line);
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                return stream.write_all(wire::error_line(&why).as_bytes());
+            }
+        };
+        stream.write_all(ticket.ring_up().as_bytes())?;
+        // The kitchen: the same person cooks it. A panic is caught here so
+        // it can be reported with the order it happened in.
+        match panic::catch_unwind(AssertUnwindSafe(|| cook(&ticket))) {
+            Ok(plate) => stream.write_all(plate.as_bytes()),
+            Err(payload) => {
+                shift.cook_panicked(ticket.id(), &*payload);
+                stream.write_all(wire::error_line("the cook panicked").as_bytes())
+            }
+        }
+    })();
+}
+
+fn cook(ticket: &Ticket) -> String {
+    let mut plate = Plate::start(ticket);
+    for step in ticket.steps() {
         match *step {
             Step::Chop(work) => plate.chop(work),
             // Blocks the only thread: nothing else happens meanwhile.
             Step::Simmer(d) => thread::sleep(d),
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: serve

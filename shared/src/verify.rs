@@ -1,69 +1,70 @@
 //! Verification: every order served exactly once, with the right digest.
+//!
+//! The customers verify: each holds one connection, so a plate can reach
+//! only the customer who ordered it, and a second plate on the same
+//! connection, a plate for another order or an `ERROR` is that customer's
+//! trouble, quoted.
 
 use std::error::Error;
 use std::fmt;
 
-use crate::plate::Plate;
+use crate::customers::Night;
 use crate::workload::{self, Checksum, Workload};
 
 /// What a failed verification found. Each list holds order ids, ascending.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyError {
-    /// Orders of the workload with no plate.
-    pub lost: Vec<u64>,
-    /// Orders served more than once.
-    pub duplicated: Vec<u64>,
+    /// Customers who left without their plate, with what went wrong for
+    /// the first few of them.
+    pub troubled: Vec<u64>,
+    /// What went wrong, for the first troubled customers.
+    pub troubles: Vec<(u64, String)>,
     /// Plates whose digest is not the order's expected digest.
     pub wrong_digest: Vec<u64>,
-    /// Plates for orders that are not in the workload.
-    pub unknown: Vec<u64>,
-    /// Plates that never went through the till ([`crate::Order::ring_up`]).
-    pub not_rung_up: Vec<u64>,
-    /// Plates that were never finished with [`Plate::serve`].
-    pub not_served: Vec<u64>,
-    /// Plates whose times run backwards: accepted before the customer
-    /// arrived, started before accepted, or served before started.
-    pub out_of_time: Vec<u64>,
+    /// Customers who never walked in, though nobody stopped them.
+    pub never_came: Vec<u64>,
 }
+
+/// How many troubles are quoted.
+const QUOTED: usize = 3;
+
+/// Ids listed per kind before the list is cut short.
+const SHOWN: usize = 10;
 
 impl VerifyError {
     fn is_empty(&self) -> bool {
-        self.kinds().all(|(_, ids)| ids.is_empty())
-    }
-
-    fn kinds(&self) -> impl Iterator<Item = (&'static str, &Vec<u64>)> {
-        [
-            ("lost", &self.lost),
-            ("served more than once", &self.duplicated),
-            ("with a wrong digest", &self.wrong_digest),
-            ("not in the workload", &self.unknown),
-            ("never rung up by the cashier", &self.not_rung_up),
-            ("never served", &self.not_served),
-            ("with times out of order", &self.out_of_time),
-        ]
-        .into_iter()
+        self.troubled.is_empty()
+            && self.wrong_digest.is_empty()
+            && self.never_came.is_empty()
     }
 }
 
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        /// Ids listed per kind before the list is cut short.
-        const SHOWN: usize = 10;
         f.write_str("verification failed:")?;
-        let mut first = true;
-        for (what, ids) in self.kinds().filter(|(_, ids)| !ids.is_empty()) {
+        let mut sep = " ";
+        for (what, ids) in [
+            ("left without a plate", &self.troubled),
+            ("with a wrong digest", &self.wrong_digest),
+            ("never walked in", &self.never_came),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
             let noun = if ids.len() == 1 { "order" } else { "orders" };
-            let sep = if first { " " } else { "; " };
-            first = false;
             write!(f, "{sep}{} {noun} {what} (", ids.len())?;
+            sep = "; ";
             for (i, id) in ids.iter().take(SHOWN).enumerate() {
                 let comma = if i == 0 { "" } else { ", " };
                 write!(f, "{comma}{id}")?;
             }
             if ids.len() > SHOWN {
-                write!(f, ", …")?;
+                f.write_str(", …")?;
             }
             f.write_str(")")?;
+        }
+        for (id, why) in &self.troubles {
+            write!(f, "\n  order {id}: {why}")?;
         }
         Ok(())
     }
@@ -71,9 +72,10 @@ impl fmt::Display for VerifyError {
 
 impl Error for VerifyError {}
 
-/// Checks `plates` against `workload`: every order served exactly once, with
-/// its expected digest, through the till, with times that run forward.
-/// Returns the checksum of the plates.
+/// Checks the customers' night against `workload`: every order that walked
+/// in was served exactly once with its expected digest (and, unless the
+/// night was interrupted, every order walked in). Returns the checksum of
+/// the plates.
 ///
 /// The expected digests are computed without chopping
 /// ([`workload::expected_digest`]), so verifying costs little even for a
@@ -84,61 +86,35 @@ impl Error for VerifyError {}
 )]
 pub fn verify(
     workload: &Workload,
-    plates: &[Plate],
+    night: &Night,
 ) -> Result<Checksum, VerifyError> {
-    let orders = workload.orders();
-    let mut seen = vec![0u32; orders.len()];
     let mut err = VerifyError::default();
     let mut checksum = Checksum::default();
-    for plate in plates {
-        let id = plate.id();
-        // Ids are 0..n in arrival order, so the id is the index.
-        let Some(order) = usize::try_from(id).ok().and_then(|i| orders.get(i))
-        else {
-            err.unknown.push(id);
-            continue;
-        };
-        seen[id as usize] += 1;
-        if seen[id as usize] == 2 {
-            err.duplicated.push(id);
-        }
-        if seen[id as usize] > 1 {
+    for (order, visit) in workload.orders().iter().zip(&night.visits) {
+        let id = order.id();
+        if visit.walked_in.is_none() {
+            if !night.interrupted {
+                err.never_came.push(id);
+            }
             continue;
         }
-        checksum.add(id, plate.digest());
-        let Some(accepted) = plate.accepted() else {
-            err.not_rung_up.push(id);
+        if let Some(why) = &visit.trouble {
+            // Closing early turns away whoever was not yet in.
+            if night.interrupted && visit.rung.is_none() {
+                continue;
+            }
+            err.troubled.push(id);
+            if err.troubles.len() < QUOTED {
+                err.troubles.push((id, why.clone()));
+            }
             continue;
-        };
-        if plate.digest() != workload::expected_digest(order) {
-            err.wrong_digest.push(id);
         }
-        let Some(served) = plate.served() else {
-            err.not_served.push(id);
-            continue;
-        };
-        if accepted < order.arrival()
-            || plate.started() < accepted
-            || served < plate.started()
-        {
-            err.out_of_time.push(id);
+        match visit.digest {
+            Some(digest) if digest == workload::expected_digest(order) => {
+                checksum.add(id, digest);
+            }
+            _ => err.wrong_digest.push(id),
         }
-    }
-    err.lost = (0u64..)
-        .zip(&seen)
-        .filter(|(_, n)| **n == 0)
-        .map(|(id, _)| id)
-        .collect();
-    for list in [
-        &mut err.duplicated,
-        &mut err.wrong_digest,
-        &mut err.unknown,
-        &mut err.not_rung_up,
-        &mut err.not_served,
-        &mut err.out_of_time,
-    ] {
-        list.sort_unstable();
-        list.dedup();
     }
     if err.is_empty() {
         Ok(checksum)

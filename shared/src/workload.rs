@@ -12,8 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::kernel;
-use crate::plate::Clock;
-use crate::trace::{self, Span};
+use crate::wire;
 
 /// The most orders a workload may have. Enough for every experiment in the
 /// book, small enough that the orders and plates fit easily in memory.
@@ -173,66 +172,20 @@ const ROAST_HOG: Dish = Dish {
 // ANCHOR_END: menu
 
 /// The cashier's own chop for ringing up one order.
-pub const RING_UP: Work = Work(10);
+pub const RING_UP: Work = Work(kernel::RING_UP_UNITS);
 
-/// Every dish on the menu, to find a dish by name.
-const MENU: [&Dish; 13] = [
-    &SALAD,
-    &SOUP,
-    &STIR_FRY,
-    &STEW,
-    &NOODLES,
-    &DUMPLINGS,
-    &CURRY,
-    &ROAST,
-    &PIE,
-    &SOUFFLE,
-    &WEDDING_CAKE,
-    &CROQUEMBOUCHE,
-    &ROAST_HOG,
-];
-
-/// One customer's order.
+/// One customer's order, as the customers hold it before saying it
+/// ([`Order::line`]).
 ///
-/// Cloning is cheap: the steps are shared with every other order of the same
-/// dish. It serialises (serde), so a model can hand it to another process.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Cloning is cheap: the steps are shared with every other order of the
+/// same dish.
+#[derive(Clone, Debug)]
 pub struct Order {
     id: u64,
     arrival: Duration,
-    dish: DishName,
+    dish: &'static str,
+    start: u64,
     steps: Arc<[Step]>,
-    pub(crate) receipt: Option<Receipt>,
-    pub(crate) fault: bool,
-    /// Record spans for a timeline ([`Workload::trace`]).
-    pub(crate) traced: bool,
-}
-
-/// A dish's name, read back from JSON as the menu's own `&'static str`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-struct DishName(&'static str);
-
-impl<'de> Deserialize<'de> for DishName {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        MENU.iter()
-            .map(|dish| DishName(dish.name))
-            .find(|known| known.0 == name)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!("no dish {name:?}"))
-            })
-    }
-}
-
-/// What the cashier's ring-up leaves on an order.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Receipt {
-    pub(crate) accepted: Duration,
-    pub(crate) digest: u64,
-    /// The ring-up's span, when the order is traced.
-    pub(crate) span: Option<Span>,
 }
 
 impl Order {
@@ -241,14 +194,20 @@ impl Order {
         self.id
     }
 
-    /// When the customer reaches the till, as an offset from opening.
+    /// When the customer walks in, as an offset from opening.
     pub fn arrival(&self) -> Duration {
         self.arrival
     }
 
     /// The dish's name on the menu.
     pub fn dish(&self) -> &'static str {
-        self.dish.0
+        self.dish
+    }
+
+    /// The state the digest starts from, unique to this order of this
+    /// workload.
+    pub fn start(&self) -> u64 {
+        self.start
     }
 
     /// The recipe, to be run in order.
@@ -256,60 +215,34 @@ impl Order {
         &self.steps
     }
 
-    /// The cashier rings the order up: records the moment the customer was
-    /// attended ("accepted") and runs the till's own small chop.
-    ///
-    /// Every model calls this exactly once per order, on the cashier, after
-    /// waiting for the order's arrival and before handing it to a cook.
-    pub fn ring_up(&mut self, clock: &Clock) {
-        let accepted = clock.now();
-        let mut digest = 0;
-        let span = if self.traced {
-            Some(trace::timed(clock, || digest = ring_up_digest(self.id)))
-        } else {
-            digest = ring_up_digest(self.id);
-            None
-        };
-        self.receipt = Some(Receipt {
-            accepted,
-            digest,
-            span,
-        });
+    /// The line the customer says at the till.
+    pub fn line(&self) -> String {
+        wire::order_line(self.id, self.dish, self.start, &self.steps)
+    }
+
+    /// The chop work of this order, ring-up included, in units.
+    pub fn work(&self) -> u64 {
+        let chops: u64 = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Chop(work) => u64::from(work.units()),
+                Step::Simmer(_) => 0,
+            })
+            .sum();
+        chops + u64::from(RING_UP.units())
     }
 }
 
-/// The digest the till computes for an order: its ring-up chop.
-fn ring_up_digest(id: u64) -> u64 {
-    kernel::mix(kernel::work(seed_of(id, u32::MAX), RING_UP.units()))
-}
-
-/// The state a chop starts from: the previous digest mixed with the order id
-/// and the chop's index, so no two chops of a workload start alike.
-pub(crate) fn seed_of(id: u64, index: u32) -> u64 {
-    kernel::mix(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(index))
-}
-
-/// One chop of a plate: where the digest goes from `digest`. (Sliced
-/// chops in `Plate::chop_slice` compute the same in parts.)
-pub(crate) fn chop_digest(digest: u64, id: u64, index: u32, work: Work) -> u64 {
-    kernel::mix(kernel::work(digest ^ seed_of(id, index), work.units()))
-}
-
-/// The same as [`chop_digest`] without doing the work.
-fn expected_chop_digest(digest: u64, id: u64, index: u32, work: Work) -> u64 {
-    kernel::mix(kernel::jump(digest ^ seed_of(id, index), work.units()))
-}
-
-/// The digest a correctly cooked order ends with, computed without chopping.
+/// The digest a correctly cooked order ends with, computed without chopping
+/// (the rule is in [`crate::kernel`]'s documentation).
 pub fn expected_digest(order: &Order) -> u64 {
-    let ring_up = kernel::jump(seed_of(order.id, u32::MAX), RING_UP.units());
-    let mut digest = kernel::mix(ring_up);
-    let chops = order.steps.iter().filter_map(|step| match step {
-        Step::Chop(work) => Some(*work),
-        Step::Simmer(_) => None,
-    });
-    for (index, work) in (0u32..).zip(chops) {
-        digest = expected_chop_digest(digest, order.id, index, work);
+    let mut digest =
+        kernel::mix(kernel::jump(order.start, RING_UP.units()));
+    for step in order.steps.iter() {
+        if let Step::Chop(work) = step {
+            digest = kernel::mix(kernel::jump(digest, work.units()));
+        }
     }
     digest
 }
@@ -369,6 +302,16 @@ impl SplitMix {
         }
         unreachable!("the ticket is below the total weight")
     }
+}
+
+/// The key every random choice of a workload starts from.
+fn key_of(preset: Preset, seed: u64) -> u64 {
+    kernel::mix(seed ^ ((preset as u64) << 56))
+}
+
+/// The start value of order `id` in the workload of `key`.
+fn start_of(key: u64, id: u64) -> u64 {
+    kernel::mix(key ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// A whole day's orders, in arrival order.
@@ -436,8 +379,10 @@ impl Workload {
         let banquet = [(&ROAST, 40), (&PIE, 30), (&SOUFFLE, 30)];
         let big = [(&WEDDING_CAKE, 1), (&CROQUEMBOUCHE, 1), (&ROAST_HOG, 1)];
 
-        // The preset and the seed both choose the stream.
-        let mut rng = SplitMix(kernel::mix(seed ^ ((preset as u64) << 56)));
+        // The preset and the seed both choose the stream, and every
+        // order's start value.
+        let key = key_of(preset, seed);
+        let mut rng = SplitMix(key);
         let mut time = Duration::ZERO;
         let mut list = Vec::with_capacity(orders);
         for id in 0..orders as u64 {
@@ -467,11 +412,9 @@ impl Workload {
             list.push(Order {
                 id,
                 arrival: scale(time),
-                dish: DishName(dish.name),
+                dish: dish.name,
+                start: start_of(key, id),
                 steps: recipe(dish),
-                receipt: None,
-                fault: false,
-                traced: false,
             });
         }
         Workload {
@@ -482,25 +425,11 @@ impl Workload {
         }
     }
 
-    /// Makes the first chop of order `id` panic, to test that a model
-    /// reports a panicking cook instead of hanging or hiding it. Returns
-    /// `false` when the workload has no such order.
-    pub fn inject_fault(&mut self, id: u64) -> bool {
-        match self.orders.iter_mut().find(|order| order.id == id) {
-            Some(order) => {
-                order.fault = true;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Makes every order record the spans of its ring-up and chops, with
-    /// the thread each ran on, for a timeline ([`crate::trace::svg`]).
-    pub fn trace(&mut self) {
-        for order in &mut self.orders {
-            order.traced = true;
-        }
+    /// The start value of order `id` of the workload `(preset, _, seed)`,
+    /// whatever its size, computed without generating it: to inject a
+    /// fault into that order ([`crate::fault::inject`]).
+    pub fn start_for(preset: Preset, seed: u64, id: u64) -> u64 {
+        start_of(key_of(preset, seed), id)
     }
 
     /// The preset it was generated from.
@@ -523,11 +452,6 @@ impl Workload {
         &self.orders
     }
 
-    /// A copy of the orders, to hand to a model's `serve`.
-    pub fn to_orders(&self) -> Vec<Order> {
-        self.orders.clone()
-    }
-
     /// The checksum every correct model prints for this workload, computed
     /// in milliseconds without chopping or waiting.
     pub fn expected_checksum(&self) -> Checksum {
@@ -540,20 +464,7 @@ impl Workload {
 
     /// The total chop work of the kitchen, ring-ups included.
     pub fn total_work(&self) -> u64 {
-        self.orders
-            .iter()
-            .map(|order| {
-                let chops: u64 = order
-                    .steps
-                    .iter()
-                    .map(|step| match step {
-                        Step::Chop(work) => u64::from(work.units()),
-                        Step::Simmer(_) => 0,
-                    })
-                    .sum();
-                chops + u64::from(RING_UP.units())
-            })
-            .sum()
+        self.orders.iter().map(Order::work).sum()
     }
 
     /// The sum of every simmer of every order.

@@ -28,7 +28,10 @@ fn bad_arguments_exit_2_and_name_the_argument() {
         (&["--time-scale", "0"], "--time-scale"),
         (&["--time-scale", "NaN"], "--time-scale"),
         (&["--seed", "-1"], "--seed"),
-        (&["--fail-order", "10", "--orders", "10"], "--fail-order"),
+        (&["--fault-order", "10", "--orders", "10"], "--fault-order"),
+        (&["--listen", "nowhere"], "--listen"),
+        (&["--trace", "/no/such/folder/timeline.svg"], "--trace"),
+        (&["--trace", "/tmp"], "--trace"),
         (&["--bogus"], "--bogus"),
     ] {
         let stderr = refused(args);
@@ -49,12 +52,17 @@ fn help_explains_the_model_and_every_flag() {
         "--cooks",
         "--time-scale",
         "--json",
-        "--fail-order",
+        "--trace",
+        "--listen",
         "only 1 is accepted",
         "lunch-rush",
         "Exit status",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    // Test-only and internal flags stay out of what users read.
+    for hidden in ["--fault-order", "--customers", "--connect <"] {
+        assert!(!help.contains(hidden), "--help shows {hidden}:\n{help}");
     }
 }
 
@@ -77,6 +85,10 @@ fn json_is_one_line_with_the_expected_checksum_on_every_preset() {
         assert_eq!(v["checksum"], expected.to_string(), "{preset}");
         assert_eq!(v["served"], 40);
         assert_eq!(v["model"], "sequential");
+        assert_eq!(v["schema_version"], 2);
+        for field in ["counter_wait", "connect_wait", "arrival_lag"] {
+            assert!(v[field]["p99"].as_f64().is_some(), "{field}: {v}");
+        }
         if cfg!(target_os = "linux") {
             // The reference is one thread; the sampler is left out.
             assert_eq!(v["peak_threads"], 1);
@@ -101,7 +113,7 @@ fn the_text_report_says_it_verified() {
 #[test]
 fn an_injected_panic_exits_1_naming_the_order() {
     let out = sequential()
-        .args(["--orders", "6", "--time-scale", "100", "--fail-order", "4"])
+        .args(["--orders", "6", "--time-scale", "100", "--fault-order", "4"])
         .args(["--json"])
         .output()
         .unwrap();
@@ -112,13 +124,70 @@ fn an_injected_panic_exits_1_naming_the_order() {
 }
 
 #[test]
-fn a_timeline_that_cannot_be_written_exits_1_saying_where() {
+fn a_timeline_is_written_whole() {
+    let dir = std::env::temp_dir().join(format!("timeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("night.svg");
     let out = sequential()
-        .args(["--orders", "3", "--time-scale", "100"])
-        .args(["--trace", "/no/such/folder/timeline.svg"])
+        .args(["--orders", "3", "--time-scale", "100", "--json"])
+        .arg("--trace")
+        .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert!(out.status.success(), "{out:?}");
+    let svg = std::fs::read_to_string(&file).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Nothing is left beside it: the temporary file was renamed.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_customers_binary_plays_against_a_listening_server() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_sequential"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.split_once("listening on ").unwrap().1;
+    let addr = addr.split(' ').next().unwrap().to_owned();
+    let out = Command::cargo_bin("customers")
+        .unwrap()
+        .args(["--connect", &addr, "--orders", "12", "--seed", "4"])
+        .args(["--time-scale", "100", "--json"])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = Workload::generate_scaled(Preset::LunchRush, 12, 4, 100.0)
+        .expected_checksum();
+    assert_eq!(v["checksum"], expected.to_string());
+    assert_eq!(v["served"], 12);
+}
+
+#[test]
+fn customers_refuse_a_door_nobody_opens() {
+    // A port that was free a moment ago: nobody listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Command::cargo_bin("customers")
+        .unwrap()
+        .args(["--connect", &port.to_string(), "--orders", "3"])
+        .args(["--time-scale", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("/no/such/folder/timeline.svg"), "{stderr}");
+    assert!(stderr.contains("3 orders left without a plate"), "{stderr}");
+    assert!(stderr.contains("could not connect"), "{stderr}");
 }

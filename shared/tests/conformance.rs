@@ -11,3 +11,8 @@ fn serves_every_workload() {
 fn reports_a_panicking_cook() {
     conformance::check_panic(&SEQUENTIAL);
 }
+
+#[test]
+fn survives_rude_customers() {
+    conformance::check_rude(&SEQUENTIAL);
+}

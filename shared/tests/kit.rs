@@ -1,40 +1,114 @@
 //! The conformance kit itself fails broken models: a kit that passed
 //! everything would prove nothing.
 
-use std::panic;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 
-use restaurant::conformance;
-use restaurant::{BoxError, Cooks, Model, Order, Plate};
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step, conformance};
 
-fn loses_the_last_order(
-    orders: Vec<Order>,
-    cooks: usize,
-) -> Result<Vec<Plate>, BoxError> {
-    let mut plates = restaurant::sequential::serve(orders, cooks)?;
-    plates.pop();
-    Ok(plates)
-}
-
-/// Catches the cook's panic and carries on as if nothing happened.
-fn swallows_panics(
-    orders: Vec<Order>,
-    _cooks: usize,
-) -> Result<Vec<Plate>, BoxError> {
-    let mut plates = Vec::new();
-    for order in orders {
-        let one = restaurant::sequential::serve(vec![order], 1);
-        plates.extend(one.unwrap_or_default());
+/// A one-at-a-time server whose kitchen is `cook`: it gets the stream to
+/// answer on, the rung-up ticket and the shift.
+fn serve_with(
+    listener: TcpListener,
+    shift: &Shift,
+    cook: fn(&mut TcpStream, &Ticket, &Shift),
+) -> Result<(), BoxError> {
+    shift.open();
+    for stream in listener.incoming() {
+        if shift.is_closed() {
+            break;
+        }
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(wire::PATIENCE));
+        let _ = stream.write_all(wire::NEXT.as_bytes());
+        let mut line = String::new();
+        let read = BufReader::new(&stream)
+            .take(wire::MAX_LINE as u64)
+            .read_line(&mut line);
+        match wire::heard(read, &line) {
+            Heard::Order(mut ticket) => {
+                let _ = stream.write_all(ticket.ring_up().as_bytes());
+                cook(&mut stream, &ticket, shift);
+            }
+            Heard::HungUp => {}
+            Heard::Refused(why) => {
+                let _ = stream.write_all(wire::error_line(&why).as_bytes());
+            }
+        }
     }
-    Ok(plates)
+    Ok(())
 }
 
-/// Reports the panic without saying which order.
-fn vague_about_panics(
-    orders: Vec<Order>,
-    cooks: usize,
-) -> Result<Vec<Plate>, BoxError> {
-    restaurant::sequential::serve(orders, cooks)
-        .map_err(|_| "a cook panicked".into())
+fn cooked(ticket: &Ticket) -> Plate {
+    let mut plate = Plate::start(ticket);
+    for step in ticket.steps() {
+        if let Step::Chop(work) = *step {
+            plate.chop(work);
+        }
+    }
+    plate
+}
+
+/// Never serves order 0: rings it up, then hangs up.
+fn loses_an_order(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+    serve_with(l, &s, |stream, ticket, _| {
+        if ticket.id() != 0 {
+            let _ = stream.write_all(cooked(ticket).serve().as_bytes());
+        }
+    })
+}
+
+/// Serves every plate twice.
+fn serves_twice(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+    serve_with(l, &s, |stream, ticket, _| {
+        let line = cooked(ticket).serve();
+        let _ = stream.write_all(format!("{line}{line}").as_bytes());
+    })
+}
+
+/// Catches the cook's panic and tells nobody.
+fn swallows_panics(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+    serve_with(l, &s, |stream, ticket, _| {
+        if let Ok(plate) = panic::catch_unwind(AssertUnwindSafe(|| cooked(ticket))) {
+            let _ = stream.write_all(plate.serve().as_bytes());
+        }
+    })
+}
+
+/// Reports the panic against the wrong order.
+fn vague_about_panics(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+    serve_with(l, &s, |stream, ticket, shift| {
+        match panic::catch_unwind(AssertUnwindSafe(|| cooked(ticket))) {
+            Ok(plate) => {
+                let _ = stream.write_all(plate.serve().as_bytes());
+            }
+            Err(payload) => {
+                shift.cook_panicked(u64::MAX, &*payload);
+                let _ = stream.write_all(wire::error_line("oops").as_bytes());
+            }
+        }
+    })
+}
+
+/// Answers a garbage line with silence instead of ERROR.
+fn ignores_garbage(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+    s.open();
+    for stream in l.incoming() {
+        if s.is_closed() {
+            break;
+        }
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.write_all(wire::NEXT.as_bytes());
+        let mut line = String::new();
+        let _ = BufReader::new(&stream).read_line(&mut line);
+        if let Ok(mut ticket) = wire::parse_order(&line) {
+            let _ = stream.write_all(ticket.ring_up().as_bytes());
+            let _ = stream.write_all(cooked(&ticket).serve().as_bytes());
+        }
+    }
+    Ok(())
 }
 
 fn model(serve: restaurant::cli::Serve) -> Model {
@@ -46,35 +120,43 @@ fn model(serve: restaurant::cli::Serve) -> Model {
     }
 }
 
+fn fails(check: impl FnOnce() + panic::UnwindSafe) -> bool {
+    panic::catch_unwind(check).is_err()
+}
+
 #[test]
-fn a_model_that_loses_orders_fails_the_kit() {
-    let broken = model(loses_the_last_order);
-    let failed = panic::catch_unwind(|| conformance::check(&broken));
-    assert!(failed.is_err());
+fn a_model_that_loses_an_order_fails_the_kit() {
+    assert!(fails(|| conformance::check(&model(loses_an_order))));
+}
+
+#[test]
+fn a_model_that_serves_twice_fails_the_kit() {
+    assert!(fails(|| conformance::check(&model(serves_twice))));
 }
 
 #[test]
 fn a_model_that_swallows_a_panic_fails_the_kit() {
-    let broken = model(swallows_panics);
-    let failed = panic::catch_unwind(|| conformance::check_panic(&broken));
-    assert!(failed.is_err());
+    assert!(fails(|| conformance::check_panic(&model(swallows_panics))));
 }
 
 #[test]
 fn a_model_that_does_not_name_the_order_fails_the_kit() {
-    let broken = model(vague_about_panics);
-    let failed = panic::catch_unwind(|| conformance::check_panic(&broken));
-    assert!(failed.is_err());
+    assert!(fails(|| conformance::check_panic(&model(vague_about_panics))));
+}
+
+#[test]
+fn a_model_that_ignores_garbage_fails_the_kit() {
+    assert!(fails(|| conformance::check_rude(&model(ignores_garbage))));
 }
 
 #[test]
 fn the_kit_covers_every_preset_seed_size_and_cook_count() {
     let several = Model {
         cooks: Cooks::Cores("threads"),
-        ..model(loses_the_last_order)
+        ..model(loses_an_order)
     };
     let cases = conformance::cases(&several);
     assert_eq!(cases.len(), 4 * 2 * 4 * 2);
-    let one = conformance::cases(&model(loses_the_last_order));
+    let one = conformance::cases(&model(loses_an_order));
     assert_eq!(one.len(), 4 * 2 * 4);
 }

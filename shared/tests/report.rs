@@ -22,21 +22,45 @@ fn percentiles_are_exact_nearest_rank() {
     assert_eq!(Percentiles::of(Vec::new()), None);
 }
 
+/// A night of `workload` with every plate right, its times made up.
+fn night(workload: &Workload) -> restaurant::customers::Night {
+    let ms = |n: u64| Some(Duration::from_millis(n));
+    restaurant::customers::Night {
+        visits: workload
+            .orders()
+            .iter()
+            .map(|o| restaurant::customers::Visit {
+                walked_in: Some(o.arrival() + Duration::from_micros(50)),
+                connected: ms(1),
+                greeted: ms(2),
+                rung: ms(3),
+                plated: ms(9),
+                digest: Some(restaurant::expected_digest(o)),
+                trouble: None,
+            })
+            .collect(),
+        interrupted: false,
+        cap: 1000,
+        held_at_cap: 0,
+        cpu: Some(Duration::from_millis(3)),
+    }
+}
+
 #[test]
 fn the_json_report_has_the_pinned_fields() {
     let w = Workload::generate_scaled(Preset::BigOrder, 7, 2, 50.0);
-    let plates = restaurant::sequential::serve(w.to_orders(), 1).unwrap();
-    let checksum = verify(&w, &plates).unwrap();
+    let night = night(&w);
+    let checksum = verify(&w, &night).unwrap();
     let cost = Cost {
         cpu: Some(Duration::from_millis(5)),
         peak_rss_bytes: None,
         peak_threads: Some(1),
     };
-    let report = Report::new("sequential", &w, 1, &plates, checksum, cost);
+    let report = Report::new("sequential", &w, 1, &night, checksum, cost);
     let json = report.to_json();
     assert!(!json.contains('\n'), "one line");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["model"], "sequential");
     assert_eq!(v["preset"], "big-order");
     assert_eq!(v["seed"], 2);
@@ -46,16 +70,19 @@ fn the_json_report_has_the_pinned_fields() {
     assert_eq!(v["served"], 7);
     assert_eq!(v["checksum"], w.expected_checksum().to_string());
     assert!(v["checksum"].as_str().unwrap().len() == 18);
-    assert!(v["makespan_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["makespan_s"], 0.009);
     assert_eq!(v["cpu_s"], 0.005);
-    for key in ["counter_wait", "order_latency"] {
+    assert_eq!(v["customers_cpu_s"], 0.003);
+    for key in ["counter_wait", "order_latency", "connect_wait", "arrival_lag"] {
         for p in ["p50", "p99", "max"] {
             assert!(v[key][p].is_f64(), "{key}.{p}");
         }
         assert!(v[key]["p50"].as_f64() <= v[key]["max"].as_f64());
     }
+    assert_eq!(v["arrival_lag"]["max"], 50e-6);
     assert!(v["peak_rss_bytes"].is_null());
     assert_eq!(v["peak_threads"], 1);
+    assert_eq!(v["interrupted"], false);
     assert!(v["host"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(v["host"]["os"], std::env::consts::OS);
     // And it reads back.
@@ -66,8 +93,9 @@ fn the_json_report_has_the_pinned_fields() {
 #[test]
 fn no_orders_gives_null_percentiles() {
     let w = Workload::generate(Preset::Takeout, 0, 1);
-    let checksum = verify(&w, &[]).unwrap();
-    let report = Report::new("x", &w, 1, &[], checksum, Cost::default());
+    let night = night(&w);
+    let checksum = verify(&w, &night).unwrap();
+    let report = Report::new("x", &w, 1, &night, checksum, Cost::default());
     let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert!(v["counter_wait"].is_null());
     assert!(v["order_latency"].is_null());

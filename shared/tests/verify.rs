@@ -3,19 +3,39 @@
 
 use std::time::Duration;
 
-use restaurant::{Clock, Plate, Preset, Step, VerifyError, Workload, verify};
+use restaurant::customers::{Night, Visit};
+use restaurant::{Preset, VerifyError, Workload, expected_digest, verify};
 
 fn workload() -> Workload {
     Workload::generate_scaled(Preset::LunchRush, 12, 3, 100.0)
 }
 
-/// A correct night, from the reference model.
-fn served(workload: &Workload) -> Vec<Plate> {
-    restaurant::sequential::serve(workload.to_orders(), 1).unwrap()
+/// A correct night: every customer walked in and got the right plate.
+fn served(workload: &Workload) -> Night {
+    let at = |ms| Some(Duration::from_millis(ms));
+    Night {
+        visits: workload
+            .orders()
+            .iter()
+            .map(|order| Visit {
+                walked_in: at(1),
+                connected: at(1),
+                greeted: at(2),
+                rung: at(3),
+                plated: at(4),
+                digest: Some(expected_digest(order)),
+                trouble: None,
+            })
+            .collect(),
+        interrupted: false,
+        cap: 100,
+        held_at_cap: 0,
+        cpu: None,
+    }
 }
 
-fn error(workload: &Workload, plates: &[Plate]) -> VerifyError {
-    verify(workload, plates).expect_err("verification should fail")
+fn error(workload: &Workload, night: &Night) -> VerifyError {
+    verify(workload, night).expect_err("verification should fail")
 }
 
 #[test]
@@ -27,138 +47,70 @@ fn a_correct_night_passes_with_the_expected_checksum() {
 #[test]
 fn an_empty_night_passes() {
     let w = Workload::generate(Preset::Takeout, 0, 1);
-    assert_eq!(verify(&w, &[]), Ok(w.expected_checksum()));
+    assert_eq!(verify(&w, &served(&w)), Ok(w.expected_checksum()));
 }
 
 #[test]
-fn plates_in_any_order_pass() {
+fn a_customer_turned_away_is_named_with_the_reason() {
     let w = workload();
-    let mut plates = served(&w);
-    plates.reverse();
-    assert_eq!(verify(&w, &plates), Ok(w.expected_checksum()));
+    let mut night = served(&w);
+    night.visits[5].digest = None;
+    night.visits[5].trouble = Some("turned away: the cook panicked".into());
+    let err = error(&w, &night);
+    assert_eq!(err.troubled, vec![5]);
+    assert!(err.wrong_digest.is_empty() && err.never_came.is_empty());
+    let text = err.to_string();
+    assert!(text.contains("1 order left without a plate (5)"), "{text}");
+    assert!(text.contains("order 5: turned away: the cook panicked"), "{text}");
 }
 
 #[test]
-fn a_lost_order_is_named() {
+fn a_second_plate_is_trouble() {
     let w = workload();
-    let mut plates = served(&w);
-    plates.retain(|p| p.id() != 4 && p.id() != 9);
-    let err = error(&w, &plates);
-    assert_eq!(err.lost, [4, 9]);
-    assert_eq!(err.to_string(), "verification failed: 2 orders lost (4, 9)");
-}
-
-#[test]
-fn a_duplicated_order_is_named() {
-    let w = workload();
-    let mut plates = served(&w);
-    plates.push(plates[5].clone());
-    plates.push(plates[5].clone());
-    let err = error(&w, &plates);
-    assert_eq!(err.duplicated, [5]);
-    assert!(err.lost.is_empty());
-    assert!(
-        err.to_string()
-            .contains("1 order served more than once (5)")
-    );
+    let mut night = served(&w);
+    night.visits[2].trouble = Some("more after the plate: \"PLATE 2 …\"".into());
+    assert_eq!(error(&w, &night).troubled, vec![2]);
 }
 
 #[test]
 fn a_wrong_digest_is_named() {
     let w = workload();
-    let mut plates = served(&w);
-    // Cook order 2 again, skipping its first chop.
-    let mut order = w.orders()[2].clone();
-    let clock = Clock::open();
-    std::thread::sleep(clock.until(order.arrival()));
-    order.ring_up(&clock);
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps().iter().skip(1) {
-        if let Step::Chop(work) = *step {
-            plate.chop(work);
-        }
-    }
-    plates[2] = plate.serve(&clock);
-    let err = error(&w, &plates);
-    assert_eq!(err.wrong_digest, [2]);
-    assert!(err.to_string().contains("with a wrong digest (2)"));
+    let mut night = served(&w);
+    night.visits[7].digest = Some(12345);
+    let err = error(&w, &night);
+    assert_eq!(err.wrong_digest, vec![7]);
+    assert!(err.troubled.is_empty());
 }
 
 #[test]
-fn a_plate_from_another_workload_is_unknown() {
+fn a_customer_who_never_came_is_named_unless_stopped() {
     let w = workload();
-    let bigger = Workload::generate_scaled(Preset::LunchRush, 14, 3, 100.0);
-    let plates = served(&bigger);
-    let err = error(&w, &plates);
-    assert_eq!(err.unknown, [12, 13]);
-    assert!(err.lost.is_empty());
-}
-
-#[test]
-fn an_order_that_skipped_the_till_is_named() {
-    let w = workload();
-    let mut plates = served(&w);
-    let clock = Clock::open();
-    let order = &w.orders()[7];
-    let mut plate = Plate::start(order, &clock);
-    for step in order.steps() {
-        if let Step::Chop(work) = *step {
-            plate.chop(work);
-        }
-    }
-    plates[7] = plate.serve(&clock);
-    let err = error(&w, &plates);
-    assert_eq!(err.not_rung_up, [7]);
-}
-
-#[test]
-fn an_unserved_plate_is_named() {
-    let w = workload();
-    let mut plates = served(&w);
-    let clock = Clock::open();
-    let mut order = w.orders()[1].clone();
-    std::thread::sleep(clock.until(order.arrival()));
-    order.ring_up(&clock);
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
-        if let Step::Chop(work) = *step {
-            plate.chop(work);
-        }
-    }
-    plates[1] = plate; // never served
-    let err = error(&w, &plates);
-    assert_eq!(err.not_served, [1]);
-}
-
-#[test]
-fn taking_an_order_before_its_customer_arrives_is_caught() {
-    let w = Workload::generate(Preset::LunchRush, 3, 3);
-    let last = &w.orders()[2];
-    assert!(last.arrival() > Duration::from_millis(1));
-    let mut plates = served(&w);
-    // Ring the last order up the moment the doors open, before its
-    // customer is there.
-    let clock = Clock::open();
-    let mut order = last.clone();
-    order.ring_up(&clock);
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
-        if let Step::Chop(work) = *step {
-            plate.chop(work);
-        }
-    }
-    plates[2] = plate.serve(&clock);
-    let err = error(&w, &plates);
-    assert_eq!(err.out_of_time, [2]);
+    let mut night = served(&w);
+    night.visits[11] = Visit::default();
+    assert_eq!(error(&w, &night).never_came, vec![11]);
+    // Interrupted: those who never came in, or were turned away at the
+    // door by closing, are not served, not wrong.
+    night.interrupted = true;
+    night.visits[10] = Visit {
+        walked_in: Some(Duration::from_millis(1)),
+        trouble: Some("the restaurant hung up before NEXT".into()),
+        ..Visit::default()
+    };
+    assert!(verify(&w, &night).is_ok());
+    // But a wrong plate is wrong, interrupted or not.
+    night.visits[0].digest = Some(1);
+    assert_eq!(error(&w, &night).wrong_digest, vec![0]);
 }
 
 #[test]
 fn long_lists_are_cut_short_in_the_message() {
     let w = Workload::generate(Preset::Takeout, 30, 1);
-    let err = error(&w, &[]);
-    assert_eq!(err.lost.len(), 30);
-    assert_eq!(
-        err.to_string(),
-        "verification failed: 30 orders lost (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, …)"
-    );
+    let mut night = served(&w);
+    for visit in &mut night.visits {
+        visit.digest = Some(0);
+    }
+    let text = error(&w, &night).to_string();
+    assert!(text.contains("30 orders with a wrong digest"), "{text}");
+    assert!(text.contains(", …"), "{text}");
+    assert!(!text.contains("29"), "{text}");
 }

@@ -4,44 +4,37 @@
 //! cargo run --release -p concurrency-tokio -- --preset takeout
 //! ```
 //!
-//! One cashier, many cooks, and a handful of threads. Every cook is a tokio
-//! *task*: a future that the runtime polls until it is done. A cook that
-//! simmers does not hold a thread; it parks its future on a timer and the
-//! thread goes on to poll other cooks. So thousands of orders can simmer at
-//! once on two threads, which is **concurrency**; and while several cooks
-//! chop on several threads at the same time, that is **parallelism**.
-//!
-//! What the runtime is made of (tokio's multi-thread flavour):
-//!
-//! - **worker threads**, one per `--cooks` (default: one per core). Each has
-//!   a local queue of ready tasks and *steals* from the others when its own
-//!   runs dry, so work spreads over the cores without a central lock;
-//! - a **timer** wheel with millisecond resolution, which wakes a task when
-//!   its `sleep` is due (so sleeps round up to the next millisecond);
-//! - an **I/O driver** (not enabled here: the restaurant only uses timers).
+//! A restaurant served the way most Rust network services are: an accept
+//! loop on tokio's multi-thread runtime, a task per customer, and a task
+//! per order in the kitchen. A task waiting on a socket or a simmer holds
+//! no thread; the runtime parks it on the I/O driver or the timer and the
+//! thread polls other tasks. So thousands of customers can be attended and
+//! thousands of orders simmer at once on two threads (**concurrency**),
+//! while several cooks chop on several threads at the same time
+//! (**parallelism**).
 //!
 //! How it differs from its siblings: `tokio-current-thread` runs the same
 //! kind of code on one thread, the way Node.js does; `parallelism-thread-pool`
 //! gives each cook a whole OS thread that sits idle while it simmers.
 //!
-//! **Its weakness, measured:** a chop runs on a worker thread and holds it
-//! until the chop is done. The cashier runs on the thread that called
-//! `block_on`, but its alarm clock does not: the timer is turned by the
-//! worker threads, between tasks. When every worker is busy chopping,
-//! nobody turns it, the cashier's `sleep_until` fires late and customers
-//! wait at the till (see the counter wait on `big-order` in the book).
-//! Tasks are cheap to wait with, not to compute with: the
-//! `examples-blocking` crates show how to move long CPU work off the
-//! workers.
+//! **Its weakness, measured:** a chop holds the worker thread that polls
+//! it until it is done. With every worker chopping, nobody accepts or
+//! greets, and customers wait at the door (the counter wait on
+//! `big-order` in the book). Tasks are cheap to wait with, not to compute
+//! with: the `examples-blocking` crates show how to move long CPU work off
+//! the workers.
 
-use std::collections::HashMap;
+use std::io;
+use std::net::TcpListener as StdListener;
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{sleep, timeout};
 
 // ANCHOR: model
 /// The model, as `main` and the tests see it.
@@ -55,73 +48,120 @@ pub const MODEL: Model = Model {
 
 // ANCHOR: serve
 /// Builds a runtime with `cooks` worker threads and runs the restaurant on
-/// it until every plate is back.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// it until closing time, and until every order it accepted is served.
+pub fn serve(
+    listener: StdListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     // `#[tokio::main]` would build this for us; building it by hand lets
-    // `--cooks` choose the number of worker threads. `enable_time` turns on
-    // the timer that `sleep` needs; without it `sleep` panics.
+    // `--cooks` choose the number of worker threads. `enable_io` turns on
+    // the I/O driver (epoll on Linux) that sockets need, `enable_time` the
+    // timer that `sleep` and `timeout` need.
     let runtime = Builder::new_multi_thread()
         .worker_threads(cooks)
+        .enable_io()
         .enable_time()
         .build()?;
-    // `block_on` runs the cashier on this thread; the cooks it spawns run on
-    // the worker threads. When `restaurant` returns, dropping the runtime
-    // shuts the workers down.
-    runtime.block_on(restaurant(orders))
+    // `block_on` runs the accept loop on this thread; every task it spawns
+    // runs on the worker threads. Dropping the runtime when `restaurant`
+    // returns shuts the workers down.
+    runtime.block_on(restaurant(listener, shift))
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
-async fn restaurant(orders: Vec<Order>) -> Result<Vec<Plate>, BoxError> {
-    // Opening time is taken here, after the runtime is up, so building it
-    // never counts as a customer's wait.
-    let clock = Clock::open();
-    // A JoinSet owns the cooks' tasks: it hands back each task's plate, or
-    // its panic, and aborts whatever is left if we return early.
-    let mut kitchen = JoinSet::new();
-    // A panic reaches us as a JoinError that knows its task's id, not the
-    // order: this map remembers which order each task was cooking.
-    let mut tickets = HashMap::with_capacity(orders.len());
-
-    for mut order in orders {
-        // Waiting for a customer is a timer, not a busy thread. The timer is
-        // fired by a worker thread when it next looks at the clock, which
-        // it does between tasks: a worker stuck in a long chop makes the
-        // cashier late.
-        sleep_until(Instant::from_std(clock.at(order.arrival()))).await;
-        order.ring_up(&clock);
-        let id = order.id();
-        // `spawn` puts the cook on the runtime's queues and returns at once;
-        // the cashier goes straight back to the till.
-        let task = kitchen.spawn(cook(order, clock));
-        tickets.insert(task.id(), id);
-    }
-
-    // The pass: collect plates in the order they finish.
-    let mut plates = Vec::with_capacity(tickets.len());
-    while let Some(done) = kitchen.join_next().await {
-        match done {
-            Ok(plate) => plates.push(plate),
-            // Returning drops the JoinSet, which aborts the other cooks.
-            Err(e) if e.is_panic() => {
-                let order = tickets[&e.id()];
-                return Err(CookPanicked::new(order, &*e.into_panic()).into());
-            }
-            // Nothing aborts a cook while the JoinSet is alive.
-            Err(e) => return Err(e.into()),
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each.
+async fn restaurant(listener: StdListener, shift: Shift) -> Result<(), BoxError> {
+    // tokio takes over a std listener, already bound with its backlog
+    // sized (`restaurant::door::bind`), once it is non-blocking.
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    // The runtime is up and the door is open: let the customers in.
+    shift.open();
+    // A JoinSet owns every customer's task: none outlives the restaurant.
+    let mut customers = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shift.closed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    customers.spawn(attend(stream, shift.clone()));
+                }
+                // Out of file descriptors, or a customer who left before
+                // being accepted: never fatal. Back off a little; retry.
+                Err(e) => {
+                    eprintln!("concurrency-tokio: accept failed: {e}");
+                    sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // Reap customers who have left, so the set stays as small as
+            // the number of customers inside.
+            Some(_) = customers.join_next(), if !customers.is_empty() => {}
         }
     }
-    Ok(plates)
+    // Closing time: drop the listener, so the kernel refuses newcomers,
+    // then let every customer inside finish.
+    drop(listener);
+    while customers.join_next().await.is_some() {}
+    Ok(())
+}
+// ANCHOR_END: accept
+
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, send it to the
+/// kitchen, and hand over the plate. Many of these run at once: one loop
+/// attends every customer who is waiting on the network.
+async fn attend(mut stream: TcpStream, shift: Shift) {
+    // A customer who hangs up costs only their own order: I/O errors on
+    // this connection are theirs, so they end the visit quietly.
+    let _ = async {
+        stream.write_all(wire::NEXT.as_bytes()).await?;
+        let (reader, mut writer) = stream.split();
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
+        let read = reader.read_line(&mut line);
+        let read = tokio::select! {
+            read = timeout(wire::PATIENCE, read) => {
+                read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
+            () = shift.closed() => return Ok(()),
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                return writer.write_all(wire::error_line(&why).as_bytes()).await;
+            }
+        };
+        // The till's own chop is short: fine on a worker thread.
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        // Hand the order to the kitchen: a task of its own, which any
+        // worker may poll. Its JoinHandle brings back the plate, or the
+        // panic of a cook who failed, the moment it happens.
+        let reply = match tokio::spawn(cook(ticket)).await {
+            Ok(plate) => plate,
+            Err(e) if e.is_panic() => {
+                shift.cook_panicked(id, &*e.into_panic());
+                wire::error_line("the cook panicked")
+            }
+            // Nothing cancels a cook: the runtime outlives every customer.
+            Err(e) => wire::error_line(&e.to_string()),
+        };
+        writer.write_all(reply.as_bytes()).await
+    }
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate.
-async fn cook(order: Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+async fn cook(ticket: Ticket) -> String {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             // CPU work runs right here, on whichever worker polls this task,
             // and keeps that worker busy until it is done.
@@ -131,6 +171,6 @@ async fn cook(order: Order, clock: Clock) -> Plate {
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: cook

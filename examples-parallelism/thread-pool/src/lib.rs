@@ -4,17 +4,20 @@
 //! cargo run --release -p parallelism-thread-pool -- --preset banquet
 //! ```
 //!
-//! `--cooks` OS threads (default: one per core) start before opening and
-//! share one queue of orders, a std `mpsc` channel whose receiving end sits
-//! behind a `Mutex`. The cashier, on the calling thread, puts each order on
-//! the queue; whichever cook is free takes the next one, cooks it start to
-//! finish, and sends the plate back on a second channel. Only the standard
-//! library is used.
+//! The classic threaded server, with only the standard library. One
+//! cashier thread accepts customers and attends them one at a time: it
+//! greets, reads the order, rings it up and puts the ticket, with the
+//! customer's connection, on a rail (a std `mpsc` channel whose receiving
+//! end sits behind a `Mutex`). `--cooks` OS threads, started before
+//! opening, take tickets from the rail; whichever cook is free takes the
+//! next one, cooks it start to finish and hands the plate to its customer
+//! over the connection that came with the ticket.
 //!
 //! How it differs from its siblings: unlike `concurrency-tokio`, a cook *is*
-//! a thread, so it chops and simmers on that thread alike. Unlike
-//! `thread-per-order`, the threads are made once, so the cost of a thread
-//! is paid `--cooks` times, not once per order.
+//! a thread, so it chops and simmers on that thread alike, and the cashier
+//! blocks on one customer's socket at a time. Unlike `thread-per-order`,
+//! the threads are made once, so a thread's cost is paid `--cooks` times,
+//! not once per order.
 //!
 //! **Its weakness, measured:** a simmering cook still holds its thread, so
 //! at most `--cooks` orders make progress at once. On `banquet` (chopping)
@@ -22,107 +25,128 @@
 //! `takeout` (thousands of long simmers) two threads serve two orders at a
 //! time and the run takes minutes where an async runtime takes a second.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
-    about: "A fixed set of std threads sharing one queue of orders.",
+    about: "A fixed set of std threads sharing one rail of tickets.",
     cooks: Cooks::Cores("threads in the pool"),
     serve,
 };
 
-/// An order on the rail, with the clock the cooks time it by (the cooks
-/// start before opening, so the clock travels with the work).
-type Ticket = (Order, Clock);
-
-/// What a cook sends back: a plate, or the order whose cook panicked.
-type Dish = Result<Plate, CookPanicked>;
+/// A ticket on the rail, with the connection its plate goes back on.
+type Order = (Ticket, TcpStream);
 
 // ANCHOR: serve
-/// Starts `cooks` threads, runs the cashier on the calling thread, then
-/// collects every plate and joins every thread.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
-    // The ticket rail. Unbounded on purpose: the cashier must never wait
-    // for the kitchen; a backlog shows up as order latency, not counter
-    // wait. (A server taking work from the network would bound it, so that
-    // a flood slows the senders instead of filling memory.)
-    let (rail, tickets) = mpsc::channel::<Ticket>();
+/// Starts `cooks` threads, runs the cashier on the calling thread until
+/// closing time, then lets the cooks finish the rail and joins them.
+pub fn serve(
+    listener: TcpListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // The ticket rail. Unbounded on purpose: the cashier never waits for
+    // the kitchen, and a backlog shows up as order latency, not counter
+    // wait. It cannot grow without bound either: every ticket holds its
+    // customer's connection, and the OS limits how many are open.
+    let (rail, tickets) = mpsc::channel::<Order>();
     // std's Receiver has one owner; a Mutex lets several cooks take turns
     // at it. Each cook holds the lock only while it takes one ticket.
     let tickets = Arc::new(Mutex::new(tickets));
-    // The pass: plates (or panics) come back on a second channel.
-    let (pass, plates) = mpsc::channel::<Dish>();
 
     let mut crew = Vec::with_capacity(cooks);
     for i in 0..cooks {
-        let tickets = Arc::clone(&tickets);
-        let pass = pass.clone();
+        let (tickets, shift) = (Arc::clone(&tickets), shift.clone());
         let cook = thread::Builder::new()
             .name(format!("cook-{i}"))
-            .spawn(move || cook(&tickets, &pass))?;
+            .spawn(move || cook(&tickets, &shift))?;
         crew.push(cook);
     }
-    // Only the cooks hold senders now: when the last cook leaves, `plates`
-    // ends, which is how the collecting loop below knows to stop.
-    drop(pass);
 
-    cashier(orders, &rail);
-    // Closing the rail is the shutdown signal: each cook's `recv` fails
-    // once the queue is empty, and the cook goes home.
+    // The crew is up: open the door.
+    shift.open();
+    cashier(&listener, &rail, &shift);
+    // Closing the rail is the cooks' signal to go home: each cook's `recv`
+    // fails once the rail is empty, so every accepted order is served.
     drop(rail);
-
-    let mut served = Vec::new();
-    let mut failed = None;
-    for dish in plates {
-        match dish {
-            Ok(plate) => served.push(plate),
-            // Keep the first failure; let the other cooks finish theirs.
-            Err(e) => failed = failed.or(Some(e)),
-        }
-    }
     for cook in crew {
-        // Cooks catch their panics, so a thread that ended in a panic is a
-        // bug here; report it rather than hide it.
+        // Cooks catch their cooks' panics, so a thread that ended in a
+        // panic is a bug here; report it rather than hide it.
         cook.join()
-            .map_err(|_| "a cook thread panicked outside a dish")?;
+            .map_err(|_| "a cook thread panicked outside an order")?;
     }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(served),
-    }
+    Ok(())
 }
 // ANCHOR_END: serve
 
 // ANCHOR: cashier
-/// The cashier: waits for each customer, rings the order up and puts it on
-/// the rail. Runs on the calling thread.
-fn cashier(orders: Vec<Order>, rail: &Sender<Ticket>) {
-    // The crew is up; opening time starts now.
-    let clock = Clock::open();
-    for mut order in orders {
-        // A blocking sleep is fine here: this thread has nothing else to do.
-        thread::sleep(clock.until(order.arrival()));
-        order.ring_up(&clock);
-        // `send` fails only if every cook is gone, which happens only after
-        // the rail closes; the plate count would show the loss anyway.
-        if rail.send((order, clock)).is_err() {
-            break;
+/// The cashier: accepts customers one at a time until closing time, takes
+/// each order and puts it on the rail. Runs on the calling thread.
+fn cashier(listener: &TcpListener, rail: &mpsc::Sender<Order>, shift: &Shift) {
+    // `incoming` blocks in `accept`. At closing time the shift knocks on
+    // the door once, so the loop wakes up and sees it is time to stop.
+    for stream in listener.incoming() {
+        if shift.is_closed() {
+            return;
+        }
+        match stream {
+            Ok(stream) => {
+                if let Some(order) = take_order(stream)
+                    // `send` fails only once every cook is gone, which
+                    // happens only after the rail closes.
+                    && rail.send(order).is_err()
+                {
+                    return;
+                }
+            }
+            // Out of file descriptors, or a customer who left before being
+            // accepted: never fatal to a server. Wait a little, go on.
+            Err(e) => {
+                eprintln!("parallelism-thread-pool: accept failed: {e}");
+                thread::sleep(ACCEPT_BACKOFF);
+            }
         }
     }
+}
+
+/// Greets one customer, reads the order and rings it up. The cashier
+/// listens to this customer alone until the line is said: a slow talker
+/// holds up everyone behind them. `None` when there is no order to cook.
+fn take_order(mut stream: TcpStream) -> Option<Order> {
+    // A silent customer would hold the only cashier for ever.
+    stream.set_read_timeout(Some(wire::PATIENCE)).ok()?;
+    stream.write_all(wire::NEXT.as_bytes()).ok()?;
+    let mut line = String::new();
+    let read = BufReader::new(&stream)
+        .take(wire::MAX_LINE as u64)
+        .read_line(&mut line);
+    let mut ticket = match wire::heard(read, &line) {
+        Heard::Order(ticket) => ticket,
+        Heard::HungUp => return None,
+        Heard::Refused(why) => {
+            // The customer may be gone already; nothing more to do then.
+            let _ = stream.write_all(wire::error_line(&why).as_bytes());
+            return None;
+        }
+    };
+    stream.write_all(ticket.ring_up().as_bytes()).ok()?;
+    Some((ticket, stream))
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook thread: takes tickets until the rail closes.
-fn cook(tickets: &Mutex<Receiver<Ticket>>, pass: &Sender<Dish>) {
+fn cook(tickets: &Mutex<Receiver<Order>>, shift: &Shift) {
     loop {
         // The guard is a temporary, dropped at the end of this statement, so
         // the lock is released before the cook starts cooking. (`while let
@@ -133,25 +157,29 @@ fn cook(tickets: &Mutex<Receiver<Ticket>>, pass: &Sender<Dish>) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .recv();
-        let Ok((order, clock)) = ticket else {
+        let Ok((ticket, mut stream)) = ticket else {
             return; // the rail is closed and empty: closing time
         };
         // Catch a panic here, where the order is known, so the thread
-        // survives and the cashier learns which order failed.
-        let id = order.id();
-        let dish =
-            panic::catch_unwind(AssertUnwindSafe(|| cook_one(&order, clock)))
-                .map_err(|payload| CookPanicked::new(id, &*payload));
-        if pass.send(dish).is_err() {
-            return; // nobody is collecting any more
-        }
+        // survives, the panic is reported at once, and the customer hears.
+        let reply = match panic::catch_unwind(AssertUnwindSafe(|| {
+            cook_one(&ticket)
+        })) {
+            Ok(plate) => plate,
+            Err(payload) => {
+                shift.cook_panicked(ticket.id(), &*payload);
+                wire::error_line("the cook panicked")
+            }
+        };
+        // A customer who hung up has only lost their own plate.
+        let _ = stream.write_all(reply.as_bytes());
     }
 }
 
 /// Cooks one order on this thread, start to finish.
-fn cook_one(order: &Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(order, &clock);
-    for step in order.steps() {
+fn cook_one(ticket: &Ticket) -> String {
+    let mut plate = Plate::start(ticket);
+    for step in ticket.steps() {
         match *step {
             Step::Chop(work) => plate.chop(work),
             // The thread sleeps: it holds its place in the crew while it
@@ -159,6 +187,6 @@ fn cook_one(order: &Order, clock: Clock) -> Plate {
             Step::Simmer(d) => thread::sleep(d),
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: cook

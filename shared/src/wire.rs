@@ -1,0 +1,339 @@
+//! The wire: what a customer and the restaurant say to each other.
+//!
+//! Text, one line each way, each ending in `\n`:
+//!
+//! ```text
+//! restaurant → customer   NEXT                      greeted: someone attends
+//! customer → restaurant   ORDER <id> <dish> <start-hex16> <step> <step> …
+//!                         step = c<units> (chop) | s<micros> (simmer)
+//! restaurant → customer   RUNG <id>                 rung up
+//!                         PLATE <id> <digest-hex16> then the restaurant closes
+//!                         ERROR <reason>            then the restaurant closes
+//! ```
+//!
+//! The order line carries all a cook needs: the state the digest starts
+//! from and the recipe, simmers already scaled. The digest is computed by
+//! the rule in [`crate::kernel`]'s documentation, so a server in any
+//! language can be measured by the same customers.
+
+use std::error::Error;
+use std::fmt::{self, Write};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::trace::Span;
+use crate::workload::{Step, Work};
+
+/// The longest line either side accepts, `\n` included. An order of the
+/// menu is well under 200 bytes; a longer line is refused with `ERROR`.
+pub const MAX_LINE: usize = 1024;
+
+/// The most steps an order may have.
+pub const MAX_STEPS: usize = 64;
+
+/// The longest chop an order may ask for: ten million units, about ten
+/// seconds of one core.
+pub const MAX_CHOP: u32 = 10_000_000;
+
+/// The longest simmer an order may ask for: an hour.
+pub const MAX_SIMMER: Duration = Duration::from_secs(3600);
+
+/// How long a restaurant waits for a greeted customer to finish saying its
+/// order before showing it the door. A customer of the presets says it at
+/// once; this bounds what a silent connection costs a cashier who listens
+/// to one customer at a time.
+pub const PATIENCE: Duration = Duration::from_secs(2);
+
+/// The greeting, as sent.
+pub const NEXT: &str = "NEXT\n";
+
+/// An order as the restaurant receives it: parsed from the customer's line,
+/// rung up by the cashier, then cooked into a [`crate::Plate`]. It
+/// serialises (serde), so a model can hand it to another process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub(crate) id: u64,
+    pub(crate) dish: String,
+    pub(crate) start: u64,
+    pub(crate) steps: Vec<Step>,
+    /// The digest after the ring-up; `None` until the cashier rings it up.
+    pub(crate) rung: Option<u64>,
+    /// The first chop panics: a test-only fault, set by the server's hidden
+    /// `--fault-order` flag, never by anything on the wire.
+    pub(crate) fault: bool,
+    /// Record spans for a timeline (`--trace`).
+    pub(crate) traced: bool,
+    /// The ring-up's span, when traced.
+    pub(crate) ring_up_span: Option<Span>,
+}
+
+impl Ticket {
+    /// The order's number, as the customer gave it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The dish's name, as the customer gave it.
+    pub fn dish(&self) -> &str {
+        &self.dish
+    }
+
+    /// The recipe, to be run in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+}
+
+/// Why an order line was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError(String);
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for WireError {}
+
+fn refuse(why: impl Into<String>) -> WireError {
+    WireError(why.into())
+}
+
+/// Parses one order line (with or without its `\n`).
+///
+/// A line longer than [`MAX_LINE`], with a word out of place, a number out
+/// of range or too many steps is refused with a reason to send back in
+/// `ERROR`.
+pub fn parse_order(line: &str) -> Result<Ticket, WireError> {
+    // A reader that stops at MAX_LINE bytes without finding the end of the
+    // line hands over MAX_LINE bytes: that line was too long.
+    if line.len() > MAX_LINE || (line.len() == MAX_LINE && !line.ends_with('\n'))
+    {
+        return Err(refuse(format!("line longer than {MAX_LINE} bytes")));
+    }
+    let mut words = line.trim_end_matches(['\n', '\r']).split(' ');
+    if words.next() != Some("ORDER") {
+        return Err(refuse("expected ORDER <id> <dish> <start> <steps…>"));
+    }
+    let id = words
+        .next()
+        .and_then(|w| w.parse::<u64>().ok())
+        .ok_or_else(|| refuse("the order id is not a whole number"))?;
+    let dish = words
+        .next()
+        .filter(|w| {
+            (1..=32).contains(&w.len())
+                && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        })
+        .ok_or_else(|| refuse("the dish is not 1-32 letters a-z or -"))?
+        .to_owned();
+    let start = words
+        .next()
+        .filter(|w| w.len() == 16)
+        .and_then(|w| u64::from_str_radix(w, 16).ok())
+        .ok_or_else(|| refuse("the start is not 16 hex digits"))?;
+    let mut steps = Vec::new();
+    for word in words {
+        if steps.len() == MAX_STEPS {
+            return Err(refuse(format!("more than {MAX_STEPS} steps")));
+        }
+        steps.push(parse_step(word)?);
+    }
+    if steps.is_empty() {
+        return Err(refuse("an order needs at least one step"));
+    }
+    Ok(Ticket {
+        id,
+        dish,
+        start,
+        steps,
+        rung: None,
+        fault: crate::fault::is_injected(start),
+        traced: crate::trace::enabled(),
+        ring_up_span: None,
+    })
+}
+
+/// What came of reading a customer's order line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// A well-formed order.
+    Order(Ticket),
+    /// The customer hung up (or the connection broke) before ordering:
+    /// nothing to answer.
+    HungUp,
+    /// A line the restaurant refuses, with the reason for `ERROR`.
+    Refused(String),
+}
+
+/// Makes sense of one attempt to read an order line into `line`: `read` is
+/// what `read_line` (of any runtime) returned, through a reader limited to
+/// [`MAX_LINE`] bytes.
+pub fn heard(read: std::io::Result<usize>, line: &str) -> Heard {
+    use std::io::ErrorKind;
+    match read {
+        Ok(0) => Heard::HungUp,
+        Ok(_) => match parse_order(line) {
+            Ok(ticket) => Heard::Order(ticket),
+            Err(why) => Heard::Refused(why.to_string()),
+        },
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Heard::Refused(format!(
+                "no order within {} s of NEXT",
+                PATIENCE.as_secs()
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::InvalidData => {
+            Heard::Refused("the line is not UTF-8".into())
+        }
+        Err(_) => Heard::HungUp,
+    }
+}
+
+fn parse_step(word: &str) -> Result<Step, WireError> {
+    let number = |digits: &str| digits.parse::<u64>().ok();
+    match word.split_at_checked(1) {
+        Some(("c", n)) => match number(n) {
+            Some(u) if u <= u64::from(MAX_CHOP) => Ok(Step::Chop(Work(u as u32))),
+            _ => Err(refuse(format!("chop {word:?}: units 0 to {MAX_CHOP}"))),
+        },
+        Some(("s", n)) => match number(n).map(Duration::from_micros) {
+            Some(d) if d <= MAX_SIMMER => Ok(Step::Simmer(d)),
+            _ => Err(refuse(format!(
+                "simmer {word:?}: microseconds 0 to {}",
+                MAX_SIMMER.as_micros()
+            ))),
+        },
+        _ => Err(refuse(format!("step {word:?} is not c<units> or s<micros>"))),
+    }
+}
+
+/// The order line a customer says (with its `\n`).
+pub fn order_line(id: u64, dish: &str, start: u64, steps: &[Step]) -> String {
+    let mut line = format!("ORDER {id} {dish} {start:016x}");
+    for step in steps {
+        // Writing to a String cannot fail.
+        let _ = match step {
+            Step::Chop(work) => write!(line, " c{}", work.units()),
+            Step::Simmer(d) => write!(line, " s{}", d.as_micros()),
+        };
+    }
+    line.push('\n');
+    line
+}
+
+/// The line that tells a customer it has been rung up.
+pub fn rung_line(id: u64) -> String {
+    format!("RUNG {id}\n")
+}
+
+/// The line that hands a customer its plate.
+pub fn plate_line(id: u64, digest: u64) -> String {
+    format!("PLATE {id} {digest:016x}\n")
+}
+
+/// The line that turns a customer away, with the reason on one line.
+pub fn error_line(reason: &str) -> String {
+    let reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    format!("ERROR {reason}\n")
+}
+
+/// What a customer hears, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `NEXT`.
+    Next,
+    /// `RUNG <id>`.
+    Rung(u64),
+    /// `PLATE <id> <digest>`.
+    Plate(u64, u64),
+    /// `ERROR <reason>`.
+    Error(String),
+}
+
+/// Parses a line from the restaurant; `None` if it is none of the four.
+pub fn parse_reply(line: &str) -> Option<Reply> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    if line == "NEXT" {
+        return Some(Reply::Next);
+    }
+    if let Some(reason) = line.strip_prefix("ERROR") {
+        return Some(Reply::Error(reason.trim_start().to_owned()));
+    }
+    let mut words = line.split(' ');
+    let (kind, id) = (words.next()?, words.next()?.parse().ok()?);
+    let reply = match kind {
+        "RUNG" => Reply::Rung(id),
+        "PLATE" => {
+            let hex = words.next().filter(|w| w.len() == 16)?;
+            Reply::Plate(id, u64::from_str_radix(hex, 16).ok()?)
+        }
+        _ => return None,
+    };
+    words.next().is_none().then_some(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_line_reads_back() {
+        let steps = [
+            Step::Chop(Work(150)),
+            Step::Simmer(Duration::from_micros(2500)),
+            Step::Chop(Work(0)),
+        ];
+        let line = order_line(42, "stir-fry", 0xdead_beef, &steps);
+        assert_eq!(line, "ORDER 42 stir-fry 00000000deadbeef c150 s2500 c0\n");
+        let ticket = parse_order(&line).unwrap();
+        assert_eq!(ticket.id(), 42);
+        assert_eq!(ticket.dish(), "stir-fry");
+        assert_eq!(ticket.start, 0xdead_beef);
+        assert_eq!(ticket.steps(), &steps);
+    }
+
+    #[test]
+    fn bad_lines_are_refused_with_a_reason() {
+        for (line, why) in [
+            ("HELLO", "expected ORDER"),
+            ("ORDER x soup 0000000000000000 c1", "id"),
+            ("ORDER 1 Soup 0000000000000000 c1", "dish"),
+            ("ORDER 1 soup 00 c1", "start"),
+            ("ORDER 1 soup 0000000000000000", "at least one step"),
+            ("ORDER 1 soup 0000000000000000 x1", "step"),
+            ("ORDER 1 soup 0000000000000000 c99999999999", "chop"),
+            ("ORDER 1 soup 0000000000000000 s99999999999", "simmer"),
+            ("ORDER 1 soup 0000000000000000 c1  c1", "step"),
+        ] {
+            let err = parse_order(line).unwrap_err().to_string();
+            assert!(err.contains(why), "{line:?}: {err}");
+        }
+        let long = format!("ORDER 1 soup 0000000000000000{}", " c1".repeat(400));
+        assert!(parse_order(&long).unwrap_err().to_string().contains("longer"));
+        let many = format!("ORDER 1 soup 0000000000000000{}", " c1".repeat(65));
+        assert!(parse_order(&many).unwrap_err().to_string().contains("steps"));
+    }
+
+    #[test]
+    fn replies_read_back() {
+        assert_eq!(parse_reply(NEXT), Some(Reply::Next));
+        assert_eq!(parse_reply(&rung_line(7)), Some(Reply::Rung(7)));
+        assert_eq!(
+            parse_reply(&plate_line(7, 0xabc)),
+            Some(Reply::Plate(7, 0xabc))
+        );
+        assert_eq!(
+            parse_reply(&error_line("no\nsuch dish")),
+            Some(Reply::Error("no such dish".into()))
+        );
+        assert_eq!(parse_reply("PLATE 7 12"), None);
+        assert_eq!(parse_reply("RUNG 7 8"), None);
+    }
+}

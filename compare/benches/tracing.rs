@@ -7,30 +7,29 @@
 //! Runs `concurrency-tokio` on `lunch-rush` in-process, seven times with
 //! spans recorded (`--trace`) and seven without, interleaved so that the
 //! machine's background load falls on both alike, and compares the
-//! medians of the CPU time and of the mean counter wait. The goal is a
+//! medians of the CPU time and of the counter wait p50 . The goal is a
 //! difference of at most 5% in each; it exits 1 above.
 
-use std::time::Duration;
+mod common;
 
-use restaurant::{Plate, Preset, Workload, probe};
+use std::path::PathBuf;
+use std::time::Duration;
 
 const GOAL: f64 = 0.05;
 const RUNS: usize = 7;
 
-/// CPU time and mean counter wait of one run.
-fn run(workload: &Workload) -> (Duration, Duration) {
-    let before = probe::cpu_time().expect("CPU time on this OS");
-    let plates = concurrency_tokio::serve(workload.to_orders(), 2)
-        .expect("the run succeeds");
-    let cpu = probe::cpu_time().expect("CPU time on this OS") - before;
-    let waits: Duration = plates.iter().map(wait).sum();
-    (cpu, waits / plates.len().max(1) as u32)
-}
-
-fn wait(plate: &Plate) -> Duration {
-    plate
-        .accepted()
-        .map_or(Duration::ZERO, |a| a.saturating_sub(plate.arrival()))
+/// Server CPU time and median counter wait of one run.
+fn run(binary: &PathBuf, trace: Option<&str>) -> (Duration, Duration) {
+    let mut args = vec!["--preset", "lunch-rush"];
+    if let Some(file) = trace {
+        args.extend(["--trace", file]);
+    }
+    let report = common::report(binary, &args);
+    let wait = report.counter_wait.map_or(0.0, |p| p.p50);
+    (
+        Duration::from_secs_f64(report.cpu_s.unwrap_or_default()),
+        Duration::from_secs_f64(wait),
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -39,14 +38,16 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let plain = Workload::generate(Preset::LunchRush, 500, 1);
-    let mut traced = plain.clone();
-    traced.trace();
+    let binary = common::tokio_binary();
+    let file =
+        std::env::temp_dir().join(format!("trace-{}.svg", std::process::id()));
+    let file = file.to_string_lossy().into_owned();
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        off.push(run(&plain));
-        on.push(run(&traced));
+        off.push(run(&binary, None));
+        on.push(run(&binary, Some(&file)));
     }
+    let _ = std::fs::remove_file(&file);
     let cpu =
         |v: &[(Duration, Duration)]| median(v.iter().map(|r| r.0).collect());
     let wait =
@@ -64,7 +65,7 @@ fn main() {
         100.0 * change(cpu_off, cpu_on)
     );
     println!(
-        "  mean counter wait   {wait_off:?} without, {wait_on:?} with spans ({:+.1}%)",
+        "  counter wait p50    {wait_off:?} without, {wait_on:?} with spans ({:+.1}%)",
         100.0 * change(wait_off, wait_on)
     );
     let worst = change(cpu_off, cpu_on).max(change(wait_off, wait_on));

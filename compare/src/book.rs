@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use restaurant::report::seconds;
+
 use crate::discover::Example;
 use crate::render::{self, Row, Stage};
 use crate::run::Outcome;
@@ -92,12 +94,60 @@ fn command_line() -> String {
     format!("cargo run --release -- {}", args.join(" "))
 }
 
+/// `backlog.md`: connect and counter waits on `takeout` for each listen
+/// backlog, medians of the rounds in `reports[i]`.
+pub fn backlog(
+    dir: &Path,
+    backlogs: &[i32],
+    reports: &[Vec<restaurant::Report>],
+) -> Result<()> {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let mut md = format!(
+        "{GENERATED}\n\n| listen backlog | connect wait p50 | p99 | max | \
+         counter wait p99 | makespan |\n|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (backlog, runs) in backlogs.iter().zip(reports) {
+        let pick = |f: &dyn Fn(&restaurant::Report) -> Option<f64>| {
+            seconds(median(runs.iter().filter_map(f).collect()))
+        };
+        let _ = writeln!(
+            md,
+            "| {backlog} | {} | {} | {} | {} | {} |",
+            pick(&|r| r.connect_wait.map(|p| p.p50)),
+            pick(&|r| r.connect_wait.map(|p| p.p99)),
+            pick(&|r| r.connect_wait.map(|p| p.max)),
+            pick(&|r| r.counter_wait.map(|p| p.p99)),
+            pick(&|r| Some(r.makespan_s)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n`concurrency-tokio --preset takeout --backlog N`, the median of \
+         {} runs each, measured on {} on {}.",
+        reports.first().map_or(0, Vec::len),
+        machine::short(),
+        machine::today()
+    );
+    fs::write(dir.join("backlog.md"), md)?;
+    Ok(())
+}
+
 fn machine_page(examples: &[Example], command: &str) -> String {
     let mut md = format!("{GENERATED}\n\n| | |\n|---|---|\n");
     for (what, value) in machine::describe() {
         let _ = writeln!(md, "| {what} | {value} |");
     }
     let _ = writeln!(md, "| command | `{command}` |");
+    let network = machine::network();
+    if !network.is_empty() {
+        md.push_str("\n| Linux's network numbers | here |\n|---|---|\n");
+        for (what, value) in network {
+            let _ = writeln!(md, "| {what} | {value} |");
+        }
+    }
     md.push_str("\n| model | runs on |\n|---|---|\n");
     for example in examples {
         let _ = writeln!(

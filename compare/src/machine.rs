@@ -24,6 +24,61 @@ pub fn describe() -> Vec<(&'static str, String)> {
     facts
 }
 
+/// The numbers of Linux's network stack that a server meets here, each
+/// with where it comes from; empty off Linux.
+pub fn network() -> Vec<(&'static str, String)> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" – "))
+    };
+    let mut facts = Vec::new();
+    for (what, path) in [
+        (
+            "listen backlog cap (`net.core.somaxconn`)",
+            "/proc/sys/net/core/somaxconn",
+        ),
+        (
+            "half-open connections queued (`net.ipv4.tcp_max_syn_backlog`)",
+            "/proc/sys/net/ipv4/tcp_max_syn_backlog",
+        ),
+        (
+            "SYN retries before connect gives up (`net.ipv4.tcp_syn_retries`)",
+            "/proc/sys/net/ipv4/tcp_syn_retries",
+        ),
+        (
+            "ephemeral ports (`net.ipv4.ip_local_port_range`)",
+            "/proc/sys/net/ipv4/ip_local_port_range",
+        ),
+        (
+            "TIME_WAIT reuse for new connects (`net.ipv4.tcp_tw_reuse`)",
+            "/proc/sys/net/ipv4/tcp_tw_reuse",
+        ),
+        (
+            "open files, system-wide (`fs.file-max`)",
+            "/proc/sys/fs/file-max",
+        ),
+    ] {
+        if let Some(value) = read(path) {
+            facts.push((what, value));
+        }
+    }
+    if let Some(limits) = std::fs::read_to_string("/proc/self/limits").ok() {
+        if let Some(line) =
+            limits.lines().find(|l| l.starts_with("Max open files"))
+        {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() >= 5 {
+                facts.push((
+                    "open files per process, soft – hard (`ulimit -n`)",
+                    format!("{} – {}", words[3], words[4]),
+                ));
+            }
+        }
+    }
+    facts
+}
+
 /// One line: CPU, cores, OS.
 pub fn short() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

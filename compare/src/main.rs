@@ -13,9 +13,11 @@
 //! the one the workload must have, and prints a table per preset.
 //!
 //! Exit status: 0 when every run finished with the right checksum or ran
-//! out of time (a model that cannot cope is a result); 1 when a checksum
-//! disagrees or an example crashed or failed verification; 2 for bad
-//! arguments.
+//! out of time (a model that cannot cope is a result) and at least one was
+//! verified; 1 when a checksum disagrees, an example crashed or failed
+//! verification, or nothing was verified; 2 for bad arguments; 130 when
+//! interrupted (the running example's whole tree is killed, and what was
+//! measured before is printed).
 
 mod book;
 mod discover;
@@ -43,9 +45,10 @@ use crate::run::Outcome;
     about = "Runs every example on the same workload and prints what each \
              one did",
     after_help = "Exit status: 0 when every run finished with the right \
-                  checksum or ran out of time; 1 when a checksum disagrees \
-                  or an example crashed or failed verification; 2 for bad \
-                  arguments."
+                  checksum or ran out of time, and one at least was \
+                  verified; 1 when a checksum disagrees, an example crashed \
+                  or failed verification, or nothing was verified; 2 for \
+                  bad arguments; 130 when interrupted."
 )]
 struct Cli {
     /// Presets to run, comma-separated [default: all four]
@@ -63,7 +66,12 @@ struct Cli {
     repeats: u32,
 
     /// The workload seed
-    #[arg(long, default_value_t = 1, value_name = "S")]
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "S",
+        allow_negative_numbers = true
+    )]
     seed: u64,
 
     /// Seconds a run may take before it is killed and shown as DNF
@@ -102,7 +110,10 @@ struct Cli {
 fn parse_limit(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 3600.0 => Ok(f),
-        _ => Err("expected a number of seconds from 0 to 3600".to_owned()),
+        _ => Err(
+            "expected a number of seconds greater than 0 and at most 3600"
+                .to_owned(),
+        ),
     }
 }
 
@@ -145,8 +156,7 @@ struct RunJson {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match compare(&cli) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("compare: error: {e:#}");
             ExitCode::FAILURE
@@ -154,8 +164,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the comparison; `Ok(false)` when a run failed or disagreed.
-fn compare(cli: &Cli) -> Result<bool> {
+/// Writes `text` and a newline to stdout. A reader that closed the pipe
+/// (`| head`) ends the output quietly; any other failed write is an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs the comparison: success when every run finished with the right
+/// checksum or ran out of time and at least one was verified; failure when
+/// a run failed or disagreed, or none was verified; 130 when interrupted.
+fn compare(cli: &Cli) -> Result<ExitCode> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let workspace = discover::workspace(&manifest)?;
     let examples = chosen(&workspace, &cli.models)?;
@@ -209,8 +234,9 @@ fn compare(cli: &Cli) -> Result<bool> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {msg}")
             .expect("the template is valid"),
     );
+    run::stop_on_interrupt();
     let mut results: Vec<(Stage, Vec<Row>)> = Vec::new();
-    for stage in &stages {
+    'stages: for stage in &stages {
         let mut rows = Vec::new();
         for example in &examples {
             progress
@@ -231,6 +257,13 @@ fn compare(cli: &Cli) -> Result<bool> {
             for _ in 0..cli.repeats {
                 let outcome =
                     run::run(&workspace.binary(example), &args, limit);
+                if run::interrupted() {
+                    // The run was killed half-way: it measured nothing.
+                    if !rows.is_empty() {
+                        results.push((stage.clone(), rows));
+                    }
+                    break 'stages;
+                }
                 progress.inc(1);
                 let stop = !matches!(outcome, Outcome::Ok(_));
                 outcomes.push(check(outcome, stage));
@@ -254,19 +287,43 @@ fn compare(cli: &Cli) -> Result<bool> {
         rows.iter()
             .all(|r| !matches!(r.outcome, Outcome::Failed(_)))
     });
+    let verified = results
+        .iter()
+        .flat_map(|(_, rows)| rows)
+        .filter(|r| matches!(r.outcome, Outcome::Ok(_)))
+        .count();
     if cli.json {
-        print_json(&results, unit, limit);
+        print_json(&results, unit, limit)?;
     } else {
-        print_tables(&results, limit, unit);
+        print_tables(&results, limit, unit)?;
+    }
+    if run::interrupted() {
+        eprintln!(
+            "compare: interrupted: above are the {verified} runs verified \
+             before it; nothing was written to the book"
+        );
+        return Ok(ExitCode::from(130));
+    }
+    if verified == 0 {
+        eprintln!(
+            "compare: no run was verified (every one failed or ran out of \
+             time): nothing to compare"
+        );
+        return Ok(ExitCode::FAILURE);
     }
     let mut timelines_good = true;
     if cli.write_book {
         let dir = workspace.root.join("book/src/results");
         book::write(&dir, &results, &examples, limit, cli)?;
-        timelines_good = timelines(&workspace, &examples, &dir, limit);
+        timelines_good = timelines(&workspace, &examples, &dir, limit)
+            && backlog(&workspace, &examples, &dir, limit)?;
         eprintln!("wrote {}", dir.display());
     }
-    Ok(all_good && timelines_good)
+    Ok(if all_good && timelines_good {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The timelines the book shows: `(model, preset, orders, time scale)`.
@@ -323,6 +380,52 @@ fn timelines(
         }
     }
     good
+}
+
+/// The backlog experiment the book shows: `concurrency-tokio` on the
+/// `takeout` burst with std's listen backlog of 128 and with the door's,
+/// three rounds each, interleaved; medians into `backlog.md`. `false` if
+/// a run failed.
+fn backlog(
+    workspace: &Workspace,
+    examples: &[Example],
+    dir: &Path,
+    limit: Duration,
+) -> Result<bool> {
+    const MODEL: &str = "concurrency-tokio";
+    const ROUNDS: usize = 3;
+    let Some(example) = examples.iter().find(|e| e.model == MODEL) else {
+        eprintln!("no backlog experiment: {MODEL} is not among the models run");
+        return Ok(true);
+    };
+    let backlogs = [128, restaurant::door::BACKLOG];
+    let mut reports: Vec<Vec<Report>> = vec![Vec::new(); backlogs.len()];
+    for _ in 0..ROUNDS {
+        for (i, backlog) in backlogs.iter().enumerate() {
+            let args: Vec<String> = [
+                "--preset",
+                "takeout",
+                "--json",
+                "--backlog",
+                &backlog.to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            match run::run(&workspace.binary(example), &args, limit) {
+                Outcome::Ok(report) => reports[i].push(*report),
+                Outcome::Dnf => {
+                    eprintln!("backlog {backlog}: did not finish");
+                    return Ok(false);
+                }
+                Outcome::Failed(why) => {
+                    eprintln!("backlog {backlog}: {why}");
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    book::backlog(dir, &backlogs, &reports)?;
+    Ok(true)
 }
 
 /// The examples named by `--models`, or all of them.
@@ -427,6 +530,9 @@ fn median(outcomes: Vec<Outcome>) -> Outcome {
         cpu_s: some(&|r| r.cpu_s),
         counter_wait: percentiles(&|r| r.counter_wait),
         order_latency: percentiles(&|r| r.order_latency),
+        connect_wait: percentiles(&|r| r.connect_wait),
+        arrival_lag: percentiles(&|r| r.arrival_lag),
+        customers_cpu_s: some(&|r| r.customers_cpu_s),
         peak_rss_bytes: some(&|r| r.peak_rss_bytes.map(|b| b as f64))
             .map(|b| b as u64),
         peak_threads: some(&|r| r.peak_threads.map(|n| n as f64))
@@ -440,22 +546,27 @@ fn print_tables(
     results: &[(Stage, Vec<Row>)],
     limit: Duration,
     unit: Duration,
-) {
-    println!(
+) -> Result<()> {
+    emit(&format!(
         "one unit of chopping takes {:.0} ns here; the lower bound is the \
          physical limit, efficiency = lower bound ÷ makespan",
         unit.as_secs_f64() * 1e9
-    );
+    ))?;
     for (stage, rows) in results {
-        println!("\n{}", stage.headline());
-        println!("{}", render::table(stage, rows, limit));
+        emit(&format!("\n{}", stage.headline()))?;
+        emit(&render::table(stage, rows, limit).to_string())?;
         for failure in render::failures(rows) {
-            println!("  FAILED {failure}");
+            emit(&format!("  FAILED {failure}"))?;
         }
     }
+    Ok(())
 }
 
-fn print_json(results: &[(Stage, Vec<Row>)], unit: Duration, limit: Duration) {
+fn print_json(
+    results: &[(Stage, Vec<Row>)],
+    unit: Duration,
+    limit: Duration,
+) -> Result<()> {
     let mut runs = Vec::new();
     for (stage, rows) in results {
         for row in rows {
@@ -501,8 +612,7 @@ fn print_json(results: &[(Stage, Vec<Row>)], unit: Duration, limit: Duration) {
         runs,
     };
     // Plain data: serialising cannot fail.
-    println!(
-        "{}",
-        serde_json::to_string(&comparison).expect("the comparison serialises")
-    );
+    emit(
+        &serde_json::to_string(&comparison).expect("the comparison serialises"),
+    )
 }

@@ -6,7 +6,37 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
 use restaurant::Report;
+
+/// The process group of the example running now (its pid), 0 for none:
+/// what Ctrl-C kills.
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+
+/// Set once Ctrl-C or SIGTERM has arrived: no new run starts.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// On Ctrl-C or SIGTERM: kill the running example's whole tree at once and
+/// start no other. (A second signal changes nothing: the first already
+/// did all there is to do; the caller prints what was measured and exits.)
+pub fn stop_on_interrupt() {
+    let installed = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        let pid = RUNNING.load(Ordering::SeqCst);
+        if pid != 0 {
+            kill_group(pid);
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("compare: warning: Ctrl-C will not stop runs cleanly: {e}");
+    }
+}
+
+/// Whether Ctrl-C or SIGTERM arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 /// What became of one run.
 #[derive(Clone, Debug)]
@@ -32,9 +62,14 @@ pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // A process group of its own, so that a time-out kills the example's
-    // children too (the processes model has workers).
+    // children too (its customers, the processes model's workers); and if
+    // compare itself is killed, the example dies with it.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    restaurant::child::die_with_parent(&mut command);
+    if interrupted() {
+        return Outcome::Failed("interrupted".to_owned());
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -44,6 +79,7 @@ pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
             ));
         }
     };
+    RUNNING.store(child.id(), Ordering::SeqCst);
     // Drain both pipes on threads, so a chatty example never blocks on a
     // full pipe while we wait for it.
     let stdout = drain(child.stdout.take());
@@ -58,8 +94,12 @@ pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
             Err(e) => return Outcome::Failed(format!("waiting for it: {e}")),
         }
     };
+    // Whatever became of the example, nothing of its tree outlives it: a
+    // worker that still holds its stderr would keep the pipes open and
+    // stretch the run past its limit.
+    kill_tree(&mut child);
+    RUNNING.store(0, Ordering::SeqCst);
     let Some(status) = status else {
-        kill_tree(&mut child);
         return Outcome::Dnf;
     };
     let stdout = stdout.join().unwrap_or_default();
@@ -91,18 +131,25 @@ fn drain<R: Read + Send + 'static>(
 /// Kills the child's whole process group (Unix) or the child (elsewhere),
 /// then reaps it.
 fn kill_tree(child: &mut Child) {
+    kill_group(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends SIGKILL to process group `pid` (the example's: process_group(0)
+/// above makes its id the example's pid). An error means the group is
+/// already gone. Does nothing off Unix.
+fn kill_group(pid: u32) {
     #[cfg(unix)]
     {
         use nix::sys::signal::{Signal, killpg};
         use nix::unistd::Pid;
-        // The group id is the child's pid (process_group(0) above). An
-        // error means the group is already gone.
-        if let Ok(pid) = i32::try_from(child.id()) {
+        if let Ok(pid) = i32::try_from(pid) {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 /// The line of stderr that says what went wrong: the example's own

@@ -82,7 +82,7 @@ fn a_crashing_model_is_reported_as_failed() {
         "lunch-rush",
         "--json",
         "--example-args",
-        "--fail-order 3",
+        "--fault-order 3",
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let runs = runs(&out);
@@ -112,12 +112,21 @@ fn a_disagreeing_checksum_is_reported_as_failed() {
 #[test]
 fn a_run_past_its_limit_is_dnf_and_not_an_error() {
     let started = Instant::now();
-    // Sequential on takeout waits out thousands of simmers in a row.
-    let out = compare(&["--preset", "takeout", "--time-limit", "1", "--json"]);
+    // Sequential on takeout waits out hundreds of simmers in a row; on
+    // banquet it finishes, so the comparison verified something.
+    let out = compare(&[
+        "--quick",
+        "--preset",
+        "banquet,takeout",
+        "--time-limit",
+        "3",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(60));
     let runs = runs(&out);
-    assert_eq!(runs[0]["status"], "dnf");
+    assert_eq!(runs[0]["status"], "ok");
+    assert_eq!(runs[1]["status"], "dnf");
 }
 
 #[test]
@@ -138,6 +147,8 @@ fn bad_arguments_exit_2_naming_the_argument() {
         (&["--preset", "brunch"], "--preset"),
         (&["--repeats", "0"], "--repeats"),
         (&["--time-limit", "-1"], "--time-limit"),
+        (&["--time-limit", "0"], "greater than 0"),
+        (&["--seed", "-1"], "invalid digit"),
     ] {
         let out = Command::cargo_bin("compare")
             .unwrap()
@@ -148,4 +159,122 @@ fn bad_arguments_exit_2_naming_the_argument() {
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_comparison_that_verified_nothing_fails() {
+    let out = compare(&["--preset", "banquet", "--time-limit", "0.001"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no run was verified"), "{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    built();
+    let mut child = Command::cargo_bin("compare")
+        .unwrap()
+        .args(["--no-build", "--models", "sequential", "--quick"])
+        .args(["--preset", "banquet", "--json"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before compare writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// The processes in `pgid`'s group that are still running (Linux).
+#[cfg(target_os = "linux")]
+fn running_in_group(pgid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_kills_the_running_example_and_prints_what_was_measured() {
+    use std::process::Stdio;
+    built();
+    // Sequential on takeout runs for minutes: it is surely mid-run below.
+    let child = Command::cargo_bin("compare")
+        .unwrap()
+        .args(["--no-build", "--models", "sequential"])
+        .args(["--preset", "banquet,takeout", "--time-limit", "600"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the takeout run has started: an example process whose
+    // group is its own pid, child of compare.
+    let started = Instant::now();
+    let example = loop {
+        let kids = std::fs::read_to_string(format!(
+            "/proc/{}/task/{}/children",
+            child.id(),
+            child.id()
+        ))
+        .unwrap_or_default();
+        let kid: Option<u32> = kids
+            .split_whitespace()
+            .filter_map(|k| k.parse().ok())
+            .next();
+        if let Some(kid) = kid
+            && started.elapsed() > Duration::from_secs(6)
+        {
+            break kid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no run started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !running_in_group(example).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        running_in_group(example).is_empty(),
+        "left running: {:?}",
+        running_in_group(example)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("banquet"),
+        "what was measured is printed: {text}"
+    );
 }

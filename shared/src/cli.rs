@@ -221,6 +221,17 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// The listen backlog: how many connections the kernel queues, their
+    /// handshake done, before the server accepts them (std's own `bind`
+    /// asks for 128; Linux caps it at net.core.somaxconn)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = door::BACKLOG,
+        value_parser = clap::value_parser!(i32).range(1..=65_535)
+    )]
+    pub backlog: i32,
+
     /// Test only: make the first chop of order ID of the workload panic
     #[arg(long, value_name = "ID", hide = true)]
     pub fault_order: Option<u64>,
@@ -402,7 +413,9 @@ fn on_interrupt(first: impl Fn() + Send + 'static) {
     match installed {
         // ctrlc waits for signals on a thread of its own.
         Ok(()) => probe::harness_thread_started(),
-        Err(e) => eprintln!("warning: Ctrl-C will not close the restaurant: {e}"),
+        Err(e) => {
+            eprintln!("warning: Ctrl-C will not close the restaurant: {e}")
+        }
     }
 }
 
@@ -412,7 +425,7 @@ fn listen(
     run: &Run,
     addr: SocketAddr,
 ) -> Result<ExitCode, BoxError> {
-    let listener = door::bind(addr)
+    let listener = door::bind_with_backlog(addr, run.args.backlog)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let door = listener.local_addr()?;
     let (name, cooks) = (model.name, run.cooks);
@@ -437,7 +450,10 @@ fn listen(
         closer.close();
     });
     serve_caught(model, listener, cooks, shift)?;
-    eprintln!("{name}: closed after serving {} plates", crate::plate::served());
+    eprintln!(
+        "{name}: closed after serving {} plates",
+        crate::plate::served()
+    );
     if let Some(path) = &run.args.trace {
         write_timeline(model.name, &format!("{name} at {door}"), path)?;
     }
@@ -452,8 +468,9 @@ fn serve_caught(
     shift: Shift,
 ) -> Result<(), BoxError> {
     let serve = model.serve;
-    match panic::catch_unwind(AssertUnwindSafe(|| serve(listener, cooks, shift)))
-    {
+    match panic::catch_unwind(AssertUnwindSafe(|| {
+        serve(listener, cooks, shift)
+    })) {
         Ok(result) => result,
         Err(payload) => Err(format!(
             "serve panicked outside any cook: {}",
@@ -470,8 +487,11 @@ fn write_timeline(
 ) -> Result<(), BoxError> {
     let svg = crate::timeline::svg(title, &crate::trace::take());
     write_atomically(path, &svg).map_err(|e| {
-        format!("{name}: cannot write the timeline to {}: {e}", path.display())
-            .into()
+        format!(
+            "{name}: cannot write the timeline to {}: {e}",
+            path.display()
+        )
+        .into()
     })
 }
 
@@ -514,10 +534,9 @@ impl Drop for Customers {
 /// One night: the server here, the customers in a process of their own.
 fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
     let name = model.name;
-    let listener =
-        door::bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| {
-            format!("cannot listen on a loopback port: {e}")
-        })?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listener = door::bind_with_backlog(loopback, run.args.backlog)
+        .map_err(|e| format!("cannot listen on a loopback port: {e}"))?;
     let door = listener.local_addr()?;
     let workload = &run.args.workload;
 
@@ -562,9 +581,8 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
 
     // The customers' news: ALL-IN closes the restaurant; then their verdict.
     let closer = shift.clone();
-    let reader = thread::Builder::new()
-        .name("customers-news".into())
-        .spawn(move || {
+    let reader = thread::Builder::new().name("customers-news".into()).spawn(
+        move || {
             let mut verdict = None;
             for line in BufReader::new(stdout?).lines() {
                 let Ok(line) = line else { break };
@@ -577,14 +595,17 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
             // Whatever happened to them, no more customers are coming.
             closer.close();
             verdict
-        })?;
+        },
+    )?;
     probe::harness_thread_started();
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let (stop, closer, flag) =
         (Arc::clone(&stdin), shift.clone(), Arc::clone(&interrupted));
     on_interrupt(move || {
-        eprintln!("{name}: interrupted: no new customers; finishing the orders in");
+        eprintln!(
+            "{name}: interrupted: no new customers; finishing the orders in"
+        );
         flag.store(true, Ordering::SeqCst);
         Customers::say(&stop, "STOP");
         closer.close();
@@ -649,11 +670,13 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
         write_timeline(name, &title, path)?;
     }
     print_report(&report, workload.json)?;
-    Ok(if report.interrupted || interrupted.load(Ordering::SeqCst) {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if report.interrupted || interrupted.load(Ordering::SeqCst) {
+            ExitCode::from(130)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 /// Prints the report on stdout. A failed write is an error (exit 1), never
@@ -689,22 +712,23 @@ fn customers_child(args: &Args) -> ExitCode {
     // Stdin: GO, then perhaps STOP; end-of-file means the server is gone.
     let (go, went) = std::sync::mpsc::channel();
     let flag = Arc::clone(&stop);
-    let watcher = thread::Builder::new().name("server-watch".into()).spawn(
-        move || {
-            for line in std::io::stdin().lock().lines() {
-                match line.as_deref() {
-                    Ok("GO") => {
-                        let _ = go.send(());
+    let watcher =
+        thread::Builder::new()
+            .name("server-watch".into())
+            .spawn(move || {
+                for line in std::io::stdin().lock().lines() {
+                    match line.as_deref() {
+                        Ok("GO") => {
+                            let _ = go.send(());
+                        }
+                        Ok("STOP") => flag.store(true, Ordering::SeqCst),
+                        Ok(_) => {}
+                        Err(_) => break,
                     }
-                    Ok("STOP") => flag.store(true, Ordering::SeqCst),
-                    Ok(_) => {}
-                    Err(_) => break,
                 }
-            }
-            // The server is gone: nobody is left to serve or report to.
-            std::process::exit(1);
-        },
-    );
+                // The server is gone: nobody is left to serve or report to.
+                std::process::exit(1);
+            });
     if watcher.is_err() || went.recv().is_err() {
         return ExitCode::FAILURE;
     }
@@ -734,7 +758,14 @@ fn customers_child(args: &Args) -> ExitCode {
 /// Verifies a night and makes its report (the server's cost left empty).
 fn judge(workload: &Workload, night: &Night) -> Result<Report, BoxError> {
     let checksum = verify(workload, night)?;
-    Ok(Report::new("", workload, 0, night, checksum, Cost::default()))
+    Ok(Report::new(
+        "",
+        workload,
+        0,
+        night,
+        checksum,
+        Cost::default(),
+    ))
 }
 
 /// The `customers` binary's arguments.

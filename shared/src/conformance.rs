@@ -145,7 +145,10 @@ impl Server {
                 _ => format!("serve did not open within {TIME_LIMIT:?}"),
             });
         }
-        Ok(Server { shift, done: result })
+        Ok(Server {
+            shift,
+            done: result,
+        })
     }
 
     /// The door's address.
@@ -269,7 +272,10 @@ pub fn check_panic(model: &Model) {
         let visit = &night.visits[FAULTY as usize];
         assert!(
             visit.plated.is_none()
-                && visit.trouble.as_deref().is_some_and(|t| t.contains("turned away")),
+                && visit
+                    .trouble
+                    .as_deref()
+                    .is_some_and(|t| t.contains("turned away")),
             "{}: {case}: order {FAULTY}'s customer should be told ERROR: \
              {visit:?}",
             model.name
@@ -288,8 +294,11 @@ pub fn check_panic(model: &Model) {
 }
 
 /// Connects to `door` and reads the greeting.
-fn greeted(door: SocketAddr) -> Result<(TcpStream, BufReader<TcpStream>), String> {
-    let stream = TcpStream::connect(door).map_err(|e| format!("connect: {e}"))?;
+fn greeted(
+    door: SocketAddr,
+) -> Result<(TcpStream, BufReader<TcpStream>), String> {
+    let stream =
+        TcpStream::connect(door).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(TIME_LIMIT))
         .map_err(|e| e.to_string())?;
@@ -321,7 +330,10 @@ fn refused(door: SocketAddr, line: &[u8]) -> Result<(), String> {
         .read_to_end(&mut rest)
         .map_err(|e| format!("after ERROR: {e}"))?;
     if !rest.is_empty() {
-        return Err(format!("more after ERROR: {:?}", String::from_utf8_lossy(&rest)));
+        return Err(format!(
+            "more after ERROR: {:?}",
+            String::from_utf8_lossy(&rest)
+        ));
     }
     Ok(())
 }
@@ -538,9 +550,15 @@ fn check_listen(path: &str) {
     let mut stderr = BufReader::new(server.stderr.take().expect("piped"));
     // "<name>: listening on ADDR with K cooks; …"
     let mut line = String::new();
-    let door: Option<SocketAddr> = stderr.read_line(&mut line).ok().and_then(|_| {
-        line.split_once("listening on ")?.1.split(' ').next()?.parse().ok()
-    });
+    let door: Option<SocketAddr> =
+        stderr.read_line(&mut line).ok().and_then(|_| {
+            line.split_once("listening on ")?
+                .1
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        });
     let Some(door) = door else {
         let _ = server.kill();
         panic!("{path} --listen: no address in {line:?}");

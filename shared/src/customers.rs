@@ -73,7 +73,8 @@ pub struct Night {
 /// least one. Call [`raise_fd_limit`] first to make the most of it.
 pub fn connection_cap() -> usize {
     let fds = fd_limit().map_or(usize::MAX, |n| n.saturating_sub(256));
-    let ports = ephemeral_ports().map_or(usize::MAX, |n| n.saturating_sub(1024));
+    let ports =
+        ephemeral_ports().map_or(usize::MAX, |n| n.saturating_sub(1024));
     fds.min(ports).clamp(1, 1 << 20)
 }
 
@@ -108,7 +109,8 @@ fn fd_limit() -> Option<usize> {
 /// The size of the kernel's ephemeral port range (Linux only).
 fn ephemeral_ports() -> Option<usize> {
     let range =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()?;
     let mut ends = range.split_whitespace().map(|w| w.parse::<usize>().ok());
     let (low, high) = (ends.next()??, ends.next()??);
     Some(high.saturating_sub(low) + 1)
@@ -194,21 +196,33 @@ pub fn visit(
         let handle = runtime.handle().clone();
         let pacer_slots = Arc::clone(&slots);
         let pacer_news = news.clone();
-        let pacer = thread::Builder::new()
-            .name("pacer".into())
-            .spawn_scoped(scope, move || {
-                pace(orders, door, opening, stop, &pacer_slots, |i, visit, socket| {
-                    let slot = Slot(Arc::clone(&pacer_slots));
-                    let news = pacer_news.clone();
-                    let line = orders[i].line();
-                    let id = orders[i].id();
-                    handle.spawn(async move {
-                        let visit = converse(socket, visit, id, &line, opening, &news).await;
-                        drop(slot);
-                        let _ = news.send(News::Left(i, visit));
-                    });
-                }, &pacer_news)
-            })?;
+        let pacer = thread::Builder::new().name("pacer".into()).spawn_scoped(
+            scope,
+            move || {
+                pace(
+                    orders,
+                    door,
+                    opening,
+                    stop,
+                    &pacer_slots,
+                    |i, visit, socket| {
+                        let slot = Slot(Arc::clone(&pacer_slots));
+                        let news = pacer_news.clone();
+                        let line = orders[i].line();
+                        let id = orders[i].id();
+                        handle.spawn(async move {
+                            let visit = converse(
+                                socket, visit, id, &line, opening, &news,
+                            )
+                            .await;
+                            drop(slot);
+                            let _ = news.send(News::Left(i, visit));
+                        });
+                    },
+                    &pacer_news,
+                )
+            },
+        )?;
         drop(news);
 
         let mut visits = vec![Visit::default(); orders.len()];
@@ -265,7 +279,9 @@ fn pace(
     let mut held = 0;
     let mut walked = 0;
     for (i, order) in orders.iter().enumerate() {
-        let Some(waited) = slots.take(stop) else { break };
+        let Some(waited) = slots.take(stop) else {
+            break;
+        };
         held += u64::from(waited);
         let due = opening + order.arrival();
         loop {
@@ -323,8 +339,11 @@ fn precise_timers() {
 /// Starts a non-blocking connect to `door` and returns the socket at once,
 /// the handshake under way.
 fn start_connect(door: SocketAddr) -> io::Result<StdStream> {
-    let socket =
-        Socket::new(Domain::for_address(door), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(door),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     match socket.connect(&SockAddr::from(door)) {
@@ -355,7 +374,8 @@ async fn converse(
     let mut settled = false;
     if let Some(socket) = socket
         && let Err(trouble) =
-            talk(socket, &mut visit, id, line, opening, news, &mut settled).await
+            talk(socket, &mut visit, id, line, opening, news, &mut settled)
+                .await
     {
         visit.trouble = Some(trouble);
     }

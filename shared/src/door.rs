@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream,
+};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -33,17 +35,28 @@ pub const BACKLOG: i32 = 4096;
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Binds a listener on `addr` with a listen backlog of [`BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_with_backlog(addr, BACKLOG)
+}
+
+/// Binds a listener on `addr` that queues up to `backlog` connections.
 ///
 /// `SO_REUSEADDR` is set (off Windows, where it means something else), so
 /// a server restarted on the same port does not wait for the old one's
 /// `TIME_WAIT` connections to expire.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+pub fn bind_with_backlog(
+    addr: SocketAddr,
+    backlog: i32,
+) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     #[cfg(not(windows))]
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }
 

@@ -46,7 +46,9 @@ fn usage(who: nix::sys::resource::UsageWho) -> Option<Duration> {
     let us = |t: nix::sys::time::TimeVal| {
         t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64
     };
-    Some(Duration::from_micros(us(u.user_time()) + us(u.system_time())))
+    Some(Duration::from_micros(
+        us(u.user_time()) + us(u.system_time()),
+    ))
 }
 
 /// CPU time used so far by the calling thread (Linux only).
@@ -112,7 +114,9 @@ fn children(exclude: Option<u32>) -> Vec<String> {
             std::fs::read_to_string(task.ok()?.path().join("children")).ok()
         })
         .flat_map(|list| {
-            list.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+            list.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         })
         .filter(|pid| Some(pid) != skip.as_ref())
         .collect()

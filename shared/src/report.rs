@@ -145,15 +145,16 @@ impl Report {
     ) -> Report {
         let orders = workload.orders();
         let visits = &night.visits;
-        let between = |from: fn(&crate::customers::Visit) -> Option<Duration>,
-                       to: fn(&crate::customers::Visit) -> Option<Duration>| {
-            Percentiles::of(
-                visits
-                    .iter()
-                    .filter_map(|v| Some(to(v)?.saturating_sub(from(v)?)))
-                    .collect(),
-            )
-        };
+        let between =
+            |from: fn(&crate::customers::Visit) -> Option<Duration>,
+             to: fn(&crate::customers::Visit) -> Option<Duration>| {
+                Percentiles::of(
+                    visits
+                        .iter()
+                        .filter_map(|v| Some(to(v)?.saturating_sub(from(v)?)))
+                        .collect(),
+                )
+            };
         let lags = orders
             .iter()
             .zip(visits)

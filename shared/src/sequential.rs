@@ -74,7 +74,8 @@ fn attend(mut stream: TcpStream, shift: &Shift) {
             Ok(plate) => stream.write_all(plate.as_bytes()),
             Err(payload) => {
                 shift.cook_panicked(ticket.id(), &*payload);
-                stream.write_all(wire::error_line("the cook panicked").as_bytes())
+                stream
+                    .write_all(wire::error_line("the cook panicked").as_bytes())
             }
         }
     })();

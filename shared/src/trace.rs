@@ -108,5 +108,7 @@ pub(crate) fn record(trace: Trace) {
 
 /// Every trace recorded so far in this process, taken out.
 pub fn take() -> Vec<Trace> {
-    std::mem::take(&mut *RECORDED.lock().unwrap_or_else(PoisonError::into_inner))
+    std::mem::take(
+        &mut *RECORDED.lock().unwrap_or_else(PoisonError::into_inner),
+    )
 }

@@ -109,7 +109,8 @@ fn refuse(why: impl Into<String>) -> WireError {
 pub fn parse_order(line: &str) -> Result<Ticket, WireError> {
     // A reader that stops at MAX_LINE bytes without finding the end of the
     // line hands over MAX_LINE bytes: that line was too long.
-    if line.len() > MAX_LINE || (line.len() == MAX_LINE && !line.ends_with('\n'))
+    if line.len() > MAX_LINE
+        || (line.len() == MAX_LINE && !line.ends_with('\n'))
     {
         return Err(refuse(format!("line longer than {MAX_LINE} bytes")));
     }
@@ -179,7 +180,12 @@ pub fn heard(read: std::io::Result<usize>, line: &str) -> Heard {
             Ok(ticket) => Heard::Order(ticket),
             Err(why) => Heard::Refused(why.to_string()),
         },
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut
+            ) =>
+        {
             Heard::Refused(format!(
                 "no order within {} s of NEXT",
                 PATIENCE.as_secs()
@@ -196,7 +202,9 @@ fn parse_step(word: &str) -> Result<Step, WireError> {
     let number = |digits: &str| digits.parse::<u64>().ok();
     match word.split_at_checked(1) {
         Some(("c", n)) => match number(n) {
-            Some(u) if u <= u64::from(MAX_CHOP) => Ok(Step::Chop(Work(u as u32))),
+            Some(u) if u <= u64::from(MAX_CHOP) => {
+                Ok(Step::Chop(Work(u as u32)))
+            }
             _ => Err(refuse(format!("chop {word:?}: units 0 to {MAX_CHOP}"))),
         },
         Some(("s", n)) => match number(n).map(Duration::from_micros) {
@@ -206,7 +214,9 @@ fn parse_step(word: &str) -> Result<Step, WireError> {
                 MAX_SIMMER.as_micros()
             ))),
         },
-        _ => Err(refuse(format!("step {word:?} is not c<units> or s<micros>"))),
+        _ => Err(refuse(format!(
+            "step {word:?} is not c<units> or s<micros>"
+        ))),
     }
 }
 
@@ -315,10 +325,21 @@ mod tests {
             let err = parse_order(line).unwrap_err().to_string();
             assert!(err.contains(why), "{line:?}: {err}");
         }
-        let long = format!("ORDER 1 soup 0000000000000000{}", " c1".repeat(400));
-        assert!(parse_order(&long).unwrap_err().to_string().contains("longer"));
+        let long =
+            format!("ORDER 1 soup 0000000000000000{}", " c1".repeat(400));
+        assert!(
+            parse_order(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("longer")
+        );
         let many = format!("ORDER 1 soup 0000000000000000{}", " c1".repeat(65));
-        assert!(parse_order(&many).unwrap_err().to_string().contains("steps"));
+        assert!(
+            parse_order(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("steps")
+        );
     }
 
     #[test]

@@ -237,8 +237,7 @@ impl Order {
 /// The digest a correctly cooked order ends with, computed without chopping
 /// (the rule is in [`crate::kernel`]'s documentation).
 pub fn expected_digest(order: &Order) -> u64 {
-    let mut digest =
-        kernel::mix(kernel::jump(order.start, RING_UP.units()));
+    let mut digest = kernel::mix(kernel::jump(order.start, RING_UP.units()));
     for step in order.steps.iter() {
         if let Step::Chop(work) = step {
             digest = kernel::mix(kernel::jump(digest, work.units()));

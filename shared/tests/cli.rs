@@ -125,7 +125,8 @@ fn an_injected_panic_exits_1_naming_the_order() {
 
 #[test]
 fn a_timeline_is_written_whole() {
-    let dir = std::env::temp_dir().join(format!("timeline-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("timeline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("night.svg");
     let out = sequential()
@@ -146,11 +147,12 @@ fn a_timeline_is_written_whole() {
 fn the_customers_binary_plays_against_a_listening_server() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_sequential"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server =
+        std::process::Command::new(env!("CARGO_BIN_EXE_sequential"))
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut line = String::new();
     BufReader::new(server.stderr.take().unwrap())
         .read_line(&mut line)

@@ -71,14 +71,20 @@ fn serves_twice(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
 /// Catches the cook's panic and tells nobody.
 fn swallows_panics(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
     serve_with(l, &s, |stream, ticket, _| {
-        if let Ok(plate) = panic::catch_unwind(AssertUnwindSafe(|| cooked(ticket))) {
+        if let Ok(plate) =
+            panic::catch_unwind(AssertUnwindSafe(|| cooked(ticket)))
+        {
             let _ = stream.write_all(plate.serve().as_bytes());
         }
     })
 }
 
 /// Reports the panic against the wrong order.
-fn vague_about_panics(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+fn vague_about_panics(
+    l: TcpListener,
+    _: usize,
+    s: Shift,
+) -> Result<(), BoxError> {
     serve_with(l, &s, |stream, ticket, shift| {
         match panic::catch_unwind(AssertUnwindSafe(|| cooked(ticket))) {
             Ok(plate) => {
@@ -141,7 +147,9 @@ fn a_model_that_swallows_a_panic_fails_the_kit() {
 
 #[test]
 fn a_model_that_does_not_name_the_order_fails_the_kit() {
-    assert!(fails(|| conformance::check_panic(&model(vague_about_panics))));
+    assert!(fails(|| conformance::check_panic(&model(
+        vague_about_panics
+    ))));
 }
 
 #[test]

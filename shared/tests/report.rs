@@ -1,4 +1,4 @@
-//! The report: exact percentiles and the JSON layout DESIGN.md pins.
+//! The report: exact percentiles and its pinned JSON layout.
 
 use std::time::Duration;
 
@@ -73,7 +73,12 @@ fn the_json_report_has_the_pinned_fields() {
     assert_eq!(v["makespan_s"], 0.009);
     assert_eq!(v["cpu_s"], 0.005);
     assert_eq!(v["customers_cpu_s"], 0.003);
-    for key in ["counter_wait", "order_latency", "connect_wait", "arrival_lag"] {
+    for key in [
+        "counter_wait",
+        "order_latency",
+        "connect_wait",
+        "arrival_lag",
+    ] {
         for p in ["p50", "p99", "max"] {
             assert!(v[key][p].is_f64(), "{key}.{p}");
         }

@@ -31,7 +31,11 @@ fn cook(ticket: &Ticket, slice: Option<u32>) -> String {
 
 /// A cashier on this thread, `cooks` cook threads, one channel each; the
 /// traces recorded.
-fn served_by(cooks: usize, workload: &Workload, slice: Option<u32>) -> Vec<Trace> {
+fn served_by(
+    cooks: usize,
+    workload: &Workload,
+    slice: Option<u32>,
+) -> Vec<Trace> {
     trace::take();
     thread::scope(|s| {
         let mut rails = Vec::new();
@@ -141,5 +145,12 @@ fn timelines() {
     let back = trace::take();
     assert_eq!(back.len(), 1);
     assert!(back[0].ring_up.is_some());
-    assert_eq!(back[0].chops.len(), ticket.steps().iter().filter(|s| matches!(s, Step::Chop(_))).count());
+    assert_eq!(
+        back[0].chops.len(),
+        ticket
+            .steps()
+            .iter()
+            .filter(|s| matches!(s, Step::Chop(_)))
+            .count()
+    );
 }

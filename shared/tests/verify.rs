@@ -61,14 +61,18 @@ fn a_customer_turned_away_is_named_with_the_reason() {
     assert!(err.wrong_digest.is_empty() && err.never_came.is_empty());
     let text = err.to_string();
     assert!(text.contains("1 order left without a plate (5)"), "{text}");
-    assert!(text.contains("order 5: turned away: the cook panicked"), "{text}");
+    assert!(
+        text.contains("order 5: turned away: the cook panicked"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_second_plate_is_trouble() {
     let w = workload();
     let mut night = served(&w);
-    night.visits[2].trouble = Some("more after the plate: \"PLATE 2 …\"".into());
+    night.visits[2].trouble =
+        Some("more after the plate: \"PLATE 2 …\"".into());
     assert_eq!(error(&w, &night).troubled, vec![2]);
 }
 

@@ -115,8 +115,8 @@ fn big_order_is_light_with_a_few_long_chops() {
         w.orders().iter().partition(|o| chop_units(o) >= 100_000);
     assert!((3..=10).contains(&big.len()), "{} big orders", big.len());
     assert!(big.iter().all(|o| chop_units(o) <= 200_000));
-    // The ordinary chops use at most half a core on average (DESIGN.md):
-    // units are about a microsecond each.
+    // The ordinary chops use at most half a core on average (units are
+    // about a microsecond each), so the rush alone never fills the kitchen.
     let ordinary_work: u64 = ordinary.iter().map(|o| chop_units(o)).sum();
     let cores_used =
         ordinary_work as f64 * 1e-6 / w.last_arrival().as_secs_f64();

@@ -1,83 +1,154 @@
-//! The pattern of `concurrency-async-std` on its own: jobs arrive over
-//! time, each is spawned on async-std's global runtime, the main thread
-//! awaits every handle, and a panicking job is caught inside its task and
-//! reported with its number.
+//! The pattern of `concurrency-async-std` on its own: a TCP service on
+//! async-std's global runtime. An accept loop runs until told to stop;
+//! each connection is a task; each job is a task of its own, its panic
+//! caught inside it; at shutdown the loop stops accepting and waits for
+//! every connection, which it has to count by itself.
 //!
 //! **async-std is discontinued (RUSTSEC-2025-0052): do not copy this into
 //! new code.** It is here to show what existing code looks like and how
-//! little changes when it moves to smol: `task::spawn` becomes
-//! `Executor::spawn`, `task::sleep` becomes `Timer::after`, and the runtime
-//! becomes a value you own (see `smol-pattern` in `concurrency-smol`).
+//! little changes when it moves to smol: `async_std::net::TcpListener`
+//! becomes `smol::Async<TcpListener>`, `task::spawn` becomes
+//! `Executor::spawn`, `task::sleep` becomes `Timer::after`, and the
+//! runtime becomes a value you own (see `smol-pattern` in
+//! `concurrency-smol`).
 //!
 //! ```text
 //! cargo run -p concurrency-async-std --example async-std-pattern
 //! ```
 //!
-//! It needs `async-std = "1.13"` and `futures-lite = "2"` (for
-//! `catch_unwind`).
+//! It needs `async-std = "1.13"`, `futures-lite = "2"` (for `or` and
+//! `catch_unwind`) and `socket2 = "0.6"` (for the listen backlog).
 
 use std::error::Error;
+use std::io;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use async_std::channel::{self, Receiver, Sender};
+use async_std::io::{BufReadExt, BufReader, ReadExt, WriteExt};
+use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures_lite::FutureExt as _;
+use socket2::{Domain, Socket, Type};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's and async-std's
+/// `bind` ask for 128, and a burst beyond that waits a second per dropped
+/// SYN.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let listener: std::net::TcpListener = socket.into();
+    Ok(TcpListener::from(listener))
+}
 
 /// Stands in for your CPU work. Keep it short: it holds a runtime thread.
 fn compute(input: u64) -> u64 {
+    if input == 13 {
+        panic!("unlucky job");
+    }
     (0..20_000u64).fold(input, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
 }
 
-/// Stands in for your waiting: a query, a request, a timer.
-async fn wait_for_io() {
+/// One job: some work, a wait (a query, a request), some more work.
+async fn job(input: u64) -> u64 {
+    let half = compute(input);
     task::sleep(Duration::from_millis(20)).await;
-}
-
-/// One job: some work, a wait, some more work.
-async fn handle(job: u64) -> u64 {
-    let half = compute(job);
-    wait_for_io().await;
     compute(half)
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    // The runtime starts itself here, with one thread per core (or
-    // `ASYNC_STD_THREAD_COUNT`), and lives until the process exits.
-    let results = task::block_on(async {
-        let opening = Instant::now();
-        let mut handles = Vec::new();
-        for job in 0..100u64 {
-            // Jobs arrive every 2 ms.
-            let arrival = opening + Duration::from_millis(job * 2);
-            task::sleep(arrival.saturating_duration_since(Instant::now()))
-                .await;
-            let caught = AssertUnwindSafe(handle(job)).catch_unwind();
-            handles.push((job, task::spawn(caught)));
+/// The accept loop: a task per connection until `stop` closes, then every
+/// connection inside is finished.
+async fn serve(listener: TcpListener, stop: Receiver<()>) {
+    // Dropped handles detach their tasks, so the loop counts connections
+    // its own way: each holds a clone of `open`, and `recv` on `all_done`
+    // fails once the last clone is gone.
+    let (open, all_done) = channel::bounded::<()>(1);
+    loop {
+        let stopping = async {
+            let _ = stop.recv().await;
+            None
+        };
+        match stopping.or(async { Some(listener.accept().await) }).await {
+            None => break,
+            Some(Ok((stream, _))) => {
+                task::spawn(handle(stream, open.clone()));
+            }
+            // Never fatal: out of descriptors, a reset. Back off.
+            Some(Err(e)) => {
+                eprintln!("accept failed: {e}");
+                task::sleep(Duration::from_millis(10)).await;
+            }
         }
-        let mut results = Vec::with_capacity(handles.len());
-        let mut handles = handles.into_iter();
-        while let Some((job, handle)) = handles.next() {
-            match handle.await {
-                Ok(result) => results.push(result),
+    }
+    drop(listener);
+    drop(open);
+    let _ = all_done.recv().await;
+}
+
+/// One connection: read `JOB <n>`, run the job as a task of its own, and
+/// answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
+async fn handle(stream: TcpStream, _open: Sender<()>) {
+    let mut line = String::new();
+    let mut reader = BufReader::new(&stream).take(1024);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
+        Some(Ok(n)) => {
+            // Caught in the job's own task: awaiting a task that panicked
+            // would resume the panic here instead.
+            let caught = AssertUnwindSafe(job(n)).catch_unwind();
+            match task::spawn(caught).await {
+                Ok(result) => format!("DONE {n} {result}\n"),
                 Err(_) => {
-                    // A dropped handle detaches its task: cancel the rest.
-                    for (_, other) in handles {
-                        other.cancel().await;
-                    }
-                    return Err(format!("job {job} panicked"));
+                    eprintln!("job {n} panicked");
+                    format!("ERROR job {n} panicked\n")
                 }
             }
         }
-        Ok(results)
-    })?;
+        _ => "ERROR expected JOB <n>\n".to_owned(),
+    };
+    let _ = (&stream).write_all(reply.as_bytes()).await;
+}
 
-    // Check the answer, not just that it ran.
-    let mut expected: Vec<u64> =
-        (0..100).map(|j| compute(compute(j))).collect();
-    let mut got = results;
-    expected.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, expected);
-    println!("{} jobs done, every result checked", got.len());
-    Ok(())
+/// A client: sends one job, returns the answer.
+async fn ask(addr: SocketAddr, n: u64) -> io::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(format!("JOB {n}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    // The runtime starts itself here, with one thread per core (or
+    // `ASYNC_STD_THREAD_COUNT`), and lives until the process exits.
+    task::block_on(async {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = channel::bounded::<()>(1);
+        let server = task::spawn(serve(listener, stopped));
+
+        let asks: Vec<_> = (0..100)
+            .map(|n| task::spawn(async move { (n, ask(addr, n).await) }))
+            .collect();
+        for ask in asks {
+            let (n, answer) = ask.await;
+            let expected = if n == 13 {
+                format!("ERROR job {n} panicked\n")
+            } else {
+                format!("DONE {n} {}\n", compute(compute(n)))
+            };
+            assert_eq!(answer?, expected, "job {n}");
+        }
+        drop(stop);
+        server.await;
+        println!("100 jobs answered, the panicking one with an error");
+        Ok(())
+    })
 }

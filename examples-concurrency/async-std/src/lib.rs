@@ -11,9 +11,10 @@
 //! a great deal of code still runs on it, and because it shows how little
 //! it is on top of smol's crates.
 //!
-//! The model: every cook is a task spawned with `async_std::task::spawn`
-//! onto a global runtime; the cashier is the future passed to
-//! `task::block_on`, on the calling thread. Simmers are `task::sleep`.
+//! The model: the accept loop is the future passed to `task::block_on`,
+//! on the calling thread; every customer and every cook is a task spawned
+//! with `async_std::task::spawn` onto a global runtime. Sockets are
+//! `async_std::net`, simmers `task::sleep`.
 //!
 //! What the runtime is made of (async-std 1.13, through
 //! `async-global-executor` 2.4):
@@ -26,37 +27,46 @@
 //!   variable (one per core without it), unless the executor was configured
 //!   first; see [`start_runtime`] for how `--cooks` reaches it, and its
 //!   limits;
-//! - the **reactor and timers** are `async-io`'s, as in smol: `task::sleep`
-//!   is an `async_io::Timer`, and whichever thread is idle inside
-//!   `block_on` waits on the reactor, with the `async-io` helper thread as
-//!   the fallback.
+//! - the **reactor and timers** are `async-io`'s, as in smol: a socket is
+//!   an `async_io::Async`, `task::sleep` an `async_io::Timer`, and
+//!   whichever thread is idle inside `block_on` waits on the reactor, with
+//!   the `async-io` helper thread as the fallback.
 //!
-//! Threads: the caller (the cashier), `--cooks` runtime threads, and
+//! Threads: the caller (the door), `--cooks` runtime threads, and
 //! `async-io`.
 //!
-//! How it differs from its siblings: the same executor and timers as
-//! `concurrency-smol`, hidden behind std-like global functions. There is no
-//! runtime value to build, size or drop: that is its convenience and its
-//! weakness.
+//! How it differs from its siblings: the same executor and reactor as
+//! `concurrency-smol`, hidden behind std-like global functions. There is
+//! no runtime value to build, size or drop, and no stable way to choose
+//! which threads run a task: customers and cooks share the runtime's
+//! threads, as in `concurrency-tokio`, where smol's model gives the
+//! cashier a thread of its own.
 //!
-//! **Its weakness, measured:** not speed: on every preset it runs about
-//! like smol, because it *is* smol's executor. Its weakness is that it is
-//! unmaintained, and that its global runtime cannot be configured or shut
-//! down from code: `--cooks` has to travel through an environment variable
-//! that is read once per process, the runtime threads are still there
-//! after `serve` returns, and a dropped `JoinHandle` detaches its task
-//! instead of cancelling it (the cashier below cancels by hand).
+//! **Its weakness, measured:** not the executor, which is smol's. It is
+//! that its global runtime cannot be configured, shut down or told which
+//! thread runs which task from code: its customers wait behind chopping
+//! cooks on `big-order` (the counter wait), where smol's cashier, on a
+//! thread of its own, does not; `--cooks` has to travel through a
+//! configuration read once per process; the runtime threads are still
+//! there after `serve` returns; and a dropped `JoinHandle` detaches its
+//! task instead of cancelling it, so knowing when every customer has left
+//! takes a mechanism of our own. And it is unmaintained.
 
+use std::net::TcpListener as StdListener;
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
 use async_global_executor::GlobalExecutorConfig;
-
-use async_std::task::{self, JoinHandle};
+use async_std::channel::{self, Sender};
+use async_std::io::{BufReadExt, BufReader, ReadExt, WriteExt};
+use async_std::net::{TcpListener, TcpStream};
+use async_std::task;
+// `or` to race two futures and `catch_unwind` for futures, neither of
+// which async-std has in its stable API.
 use futures_lite::FutureExt as _;
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 
 // ANCHOR: model
 /// The model, as `main` and the tests see it.
@@ -68,9 +78,6 @@ pub const MODEL: Model = Model {
     serve,
 };
 // ANCHOR_END: model
-
-/// What a cook's task hands back: its plate, or the payload of its panic.
-type Dish = Result<Plate, Box<dyn std::any::Any + Send>>;
 
 // ANCHOR: threads
 /// Makes sure async-std's runtime starts with `cooks` threads, and returns
@@ -95,6 +102,7 @@ pub fn start_runtime(cooks: usize) -> usize {
             .with_max_threads(cooks)
             // The name async-std gives its threads, so they read the same.
             .with_thread_name_fn(|| "async-std/runtime".to_owned());
+        // Starts the threads now, as part of setting up.
         async_global_executor::init_with_config(config);
         cooks
     })
@@ -103,67 +111,127 @@ pub fn start_runtime(cooks: usize) -> usize {
 
 // ANCHOR: serve
 /// Runs the restaurant on async-std's global runtime, started with `cooks`
-/// threads if this is the first call in the process.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// threads if this is the first call in the process, until closing time
+/// and until every order it accepted is served.
+pub fn serve(
+    listener: StdListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     start_runtime(cooks);
-    // `block_on` runs the cashier on this thread (and starts the runtime's
-    // threads if they are not running yet). When it returns, every cook has
-    // finished or been cancelled; the runtime's threads stay, idle.
-    task::block_on(restaurant(orders))
+    // `block_on` runs the door on this thread. When it returns, every
+    // customer has left; the runtime's threads stay, idle.
+    task::block_on(restaurant(listener, shift))
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
-async fn restaurant(orders: Vec<Order>) -> Result<Vec<Plate>, BoxError> {
-    // The runtime's threads start with the first `block_on`, just before
-    // this runs; opening time starts now.
-    let clock = Clock::open();
-    let mut tickets: Vec<(u64, JoinHandle<Dish>)> =
-        Vec::with_capacity(orders.len());
-
-    for mut order in orders {
-        // `task::sleep` is an async-io timer; the cashier's thread waits in
-        // the reactor or parks until the customer arrives.
-        task::sleep(clock.until(order.arrival())).await;
-        order.ring_up(&clock);
-        let id = order.id();
-        // async-std's tasks are smol's: a panic is caught in the task and
-        // thrown again at whoever awaits its handle, here the cashier, and
-        // async-std offers no `catch_unwind` for futures (futures-lite
-        // does). Catching it inside the task turns it into a value instead.
-        // `AssertUnwindSafe` is sound: a cook shares nothing with anyone.
-        let dish = AssertUnwindSafe(cook(order, clock)).catch_unwind();
-        tickets.push((id, task::spawn(dish)));
-    }
-
-    // The pass: await every task, in order of arrival.
-    let mut plates = Vec::with_capacity(tickets.len());
-    let mut tickets = tickets.into_iter();
-    while let Some((id, handle)) = tickets.next() {
-        match handle.await {
-            Ok(plate) => plates.push(plate),
-            Err(payload) => {
-                // Dropping an async-std `JoinHandle` *detaches* its task:
-                // it would go on cooking after `serve` returned. Cancel the
-                // others explicitly instead.
-                for (_, other) in tickets {
-                    other.cancel().await;
-                }
-                return Err(CookPanicked::new(id, &*payload).into());
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each.
+async fn restaurant(
+    listener: StdListener,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // async-std takes over the std listener (bound, its backlog sized by
+    // `restaurant::door::bind`): `from` makes it non-blocking and
+    // registers it with async-io's reactor, and panics if it cannot.
+    let listener = TcpListener::from(listener);
+    shift.open();
+    // Dropping a `JoinHandle` detaches its task, and async-std has no
+    // `JoinSet`: nothing says when the last customer has left. So each
+    // customer carries a clone of `inside`; once every clone is dropped,
+    // `recv` on the other end fails, and that is the signal.
+    let (inside, all_gone) = channel::bounded::<()>(1);
+    loop {
+        // futures-lite's `or` polls the left future first: closing time
+        // wins a tie.
+        let closing = async {
+            shift.closed().await;
+            None
+        };
+        match closing.or(async { Some(listener.accept().await) }).await {
+            None => break,
+            Some(Ok((stream, _))) => {
+                let customer = attend(stream, shift.clone(), inside.clone());
+                // Not awaited: the handle is dropped and the task detached.
+                task::spawn(customer);
+            }
+            // Out of file descriptors, or a customer who left before being
+            // accepted: never fatal. Back off a little; retry.
+            Some(Err(e)) => {
+                eprintln!("concurrency-async-std: accept failed: {e}");
+                task::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
-    Ok(plates)
+    // Closing time: drop the listener, so the kernel refuses newcomers,
+    // then wait for the last customer to leave.
+    drop(listener);
+    drop(inside);
+    let _ = all_gone.recv().await;
+    Ok(())
+}
+// ANCHOR_END: accept
+
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, send it to the
+/// kitchen, and hand over the plate. Runs on a runtime thread, like the
+/// cooks. `_inside` is dropped when the customer leaves.
+async fn attend(stream: TcpStream, shift: Shift, _inside: Sender<()>) {
+    // A customer who hangs up costs only their own order: I/O errors on
+    // this connection are theirs, so they end the visit quietly.
+    let _ = async {
+        // `&TcpStream` reads and writes, so one socket serves both.
+        let mut writer = &stream;
+        writer.write_all(wire::NEXT.as_bytes()).await?;
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE (`io::timeout`
+        // fails with `TimedOut`); and if it is closing time before the
+        // order is said, it was never an order.
+        let mut reader = BufReader::new(&stream).take(wire::MAX_LINE as u64);
+        let read =
+            async_std::io::timeout(wire::PATIENCE, reader.read_line(&mut line));
+        let closing = async {
+            shift.closed().await;
+            None
+        };
+        let Some(read) = closing.or(async { Some(read.await) }).await else {
+            return Ok(());
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                return writer
+                    .write_all(wire::error_line(&why).as_bytes())
+                    .await;
+            }
+        };
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        // async-std's tasks are smol's: a panic is caught in the task and
+        // thrown again at whoever awaits its handle, here this customer's
+        // task. Caught inside the cook's own task, it comes back as a
+        // value instead, the moment it happens. `AssertUnwindSafe` is
+        // sound: a cook shares nothing with anyone.
+        let dish = AssertUnwindSafe(cook(ticket)).catch_unwind();
+        let reply = match task::spawn(dish).await {
+            Ok(plate) => plate,
+            Err(payload) => {
+                shift.cook_panicked(id, &*payload);
+                wire::error_line("the cook panicked")
+            }
+        };
+        writer.write_all(reply.as_bytes()).await
+    }
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate.
-async fn cook(order: Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+async fn cook(ticket: Ticket) -> String {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             // CPU work runs right here and holds this runtime thread until
             // it is done, as in every executor.
@@ -172,6 +240,6 @@ async fn cook(order: Order, clock: Clock) -> Plate {
             Step::Simmer(d) => task::sleep(d).await,
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: cook

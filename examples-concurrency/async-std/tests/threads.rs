@@ -1,11 +1,25 @@
 //! How `--cooks` reaches async-std's runtime, and what stays behind: the
-//! cashier (the caller), `--cooks` runtime threads and async-io's helper;
-//! the runtime's threads still there after `serve` has returned.
+//! caller (the door), `--cooks` runtime threads and async-io's helper; the
+//! runtime's threads still there after `serve` has returned; and what
+//! sharing them with the cooks costs a customer at the door.
+//!
+//! The runtime is sized once per process, by the first `serve`: every test
+//! here that serves in this process asks for the same [`THREADS`].
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use restaurant::Preset;
-use restaurant::conformance::{scaled_workload, thread_names};
+use concurrency_async_std::MODEL;
+use restaurant::conformance::{Server, scaled_workload, thread_names};
+use restaurant::wire::{self, Reply};
+use restaurant::{Preset, Step, Work, verify};
+
+/// Runtime threads for the tests that serve in this process: fewer than
+/// the cores of any machine with two or more, so that the default (one per
+/// core) would show.
+const THREADS: usize = 1;
 
 #[test]
 fn cooks_sets_the_runtime_threads_over_the_environment() {
@@ -22,23 +36,80 @@ fn cooks_sets_the_runtime_threads_over_the_environment() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{path} {args:?}: bad JSON ({e})"));
     if cfg!(target_os = "linux") {
-        // The cashier, three runtime threads, and `async-io`.
+        // The caller, three runtime threads, and `async-io`.
         assert_eq!(report["peak_threads"].as_u64(), Some(5), "{report}");
     }
 }
 
 #[test]
 fn the_runtime_threads_outlive_serve() {
-    let orders = scaled_workload(Preset::LunchRush, 64, 1).to_orders();
-    let plates = concurrency_async_std::serve(orders, 2).expect("a clean run");
-    assert_eq!(plates.len(), 64);
+    let server = Server::start(&MODEL, THREADS).expect("the model opens");
+    let workload = scaled_workload(Preset::LunchRush, 64, 1);
+    let night = server.customers(&workload).expect("a night served");
+    let checksum = verify(&workload, &night).expect("a verified night");
+    assert_eq!(checksum, workload.expected_checksum());
+    server.finish().expect("serve returns");
     if cfg!(target_os = "linux") {
         // Linux keeps 15 bytes of a thread's name: "async-std/runti".
         let runtime = thread_names()
             .into_iter()
             .filter(|name| name.starts_with("async-std/"))
             .count();
-        // The first call in this process chose 2; nothing stops them.
-        assert_eq!(runtime, 2, "{:?}", thread_names());
+        // The first `serve` in this process chose; nothing stops them.
+        assert_eq!(runtime, THREADS, "{:?}", thread_names());
     }
+}
+
+/// Reads one line from the restaurant and parses it.
+fn hear(reader: &mut BufReader<TcpStream>) -> Reply {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("a line from the restaurant");
+    wire::parse_reply(&line).unwrap_or_else(|| panic!("heard {line:?}"))
+}
+
+#[test]
+fn customers_wait_for_a_runtime_thread_that_chops() {
+    // About 300 ms of one core (a unit is about a microsecond).
+    const CHOP: u32 = 300_000;
+    // Every runtime thread will be chopping.
+    let server = Server::start(&MODEL, THREADS).expect("the model opens");
+
+    let first = TcpStream::connect(server.door()).expect("connect");
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut heard = BufReader::new(first.try_clone().unwrap());
+    assert_eq!(hear(&mut heard), Reply::Next);
+    let order = wire::order_line(1, "cake", 0, &[Step::Chop(Work(CHOP))]);
+    (&first).write_all(order.as_bytes()).unwrap();
+    assert_eq!(hear(&mut heard), Reply::Rung(1));
+    let rung = Instant::now();
+    // RUNG is written just before the cook is handed the ticket: give the
+    // cook a moment to start, so that the chop is under way.
+    std::thread::sleep(Duration::from_millis(50));
+
+    // The door itself is on the caller's thread and accepts at once; the
+    // greeting is a task, and every runtime thread is busy.
+    let second = TcpStream::connect(server.door()).expect("connect");
+    second
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut greeted = BufReader::new(second);
+    let walked_in = Instant::now();
+    assert_eq!(hear(&mut greeted), Reply::Next);
+    let door_wait = walked_in.elapsed();
+
+    assert!(matches!(hear(&mut heard), Reply::Plate(1, _)));
+    let chop = rung.elapsed();
+    drop((first, greeted));
+    server.finish().expect("closes");
+
+    // Greeted only once the chop was over: in smol's model, whose cashier
+    // has a thread of its own, the greeting comes at once.
+    assert!(
+        door_wait >= chop / 2,
+        "greeted after {door_wait:?}, while the chop took {chop:?}"
+    );
 }

@@ -1,82 +1,91 @@
-//! # concurrency-futures: the futures crate's own thread pool
+//! # concurrency-futures: the futures crate's own executors
 //!
 //! ```text
 //! cargo run --release -p concurrency-futures -- --preset takeout
 //! ```
 //!
 //! The `futures` crate defines the traits every runtime builds on, and it
-//! also ships two small executors of its own: `ThreadPool`, used here, and
-//! `LocalPool`, a single-threaded one (see the chapter). Every cook is a
-//! task spawned on a `ThreadPool` of `--cooks` threads (default: one per
-//! core); the cashier is the future passed to `futures::executor::block_on`
-//! on the calling thread.
+//! also ships two small executors of its own; this model uses both. The
+//! front of house is a `LocalPool` run by the calling thread: the accept
+//! loop, and a task per customer that greets, reads the order and rings it
+//! up. The kitchen is a `ThreadPool` of `--cooks` threads (default: one
+//! per core), where every cook is a task.
 //!
-//! What the runtime is made of, and what it is not:
+//! What the runtime is made of, and what it is not (futures 0.3.34):
 //!
-//! - the **executor**: `--cooks` threads named `cook-N` sharing *one* queue,
+//! - the **executors**: the `LocalPool` polls its tasks on the one thread
+//!   that runs it and parks that thread when none is ready; the
+//!   `ThreadPool` is `--cooks` threads named `cook-N` sharing *one* queue,
 //!   a std `mpsc` channel with a `Mutex` around each end, the same design
-//!   as `parallelism-thread-pool`. No local queues, no work-stealing: every
-//!   task that is woken is sent down that channel, and whichever thread
-//!   takes the lock first polls it;
+//!   as `parallelism-thread-pool`. No local queues, no work-stealing;
 //! - **no reactor and no timer.** futures knows how to poll and wake, not
-//!   how to wait for time or sockets. The simmers use `futures-timer`,
-//!   whose `Delay` registers with a global helper thread, `futures-timer`:
-//!   it keeps the deadlines in a heap, parks until the next one is due, and
-//!   wakes the task, which puts it back on the pool's queue. That costs one
-//!   more thread, started on first use and alive until the process exits,
-//!   and one hop between threads for every wake-up; in return a deadline is
-//!   met to within the operating system's wake-up latency, a fraction of a
-//!   millisecond, with no ticks to round up to. (`async-io`'s `Timer` would
-//!   have done as well, with its own `async-io` thread and its reactor.)
+//!   how to wait for a socket or for time. This model takes both from one
+//!   more crate, **async-io** (smol's): `Async<TcpListener>` and
+//!   `Async<TcpStream>` register the sockets with its reactor (epoll on
+//!   Linux), `Timer` waits for the patience and the simmers. Nothing here
+//!   calls async-io's `block_on`, so its helper thread, `async-io`,
+//!   started on first use and alive until the process exits, does all the
+//!   waiting in epoll and wakes the tasks, which puts each one back on its
+//!   executor's queue: one hop between threads for every wake-up.
 //!
-//! Threads: the caller (the cashier), `--cooks` pool threads, and
-//! `futures-timer`.
+//! Threads: the caller (the door and the cashier), `--cooks` pool
+//! threads, and `async-io`.
 //!
 //! How it differs from its siblings: the fewest moving parts of any
 //! executor here, and it shows what a runtime adds to them. Unlike tokio or
-//! smol it spreads work with one locked queue, and it needs a timer from
-//! another crate.
+//! smol it spreads work with one locked queue, and it needs its reactor
+//! and timers from another crate. Like `concurrency-smol`, it gives the
+//! cashier a thread that no cook can take.
 //!
-//! **Its weakness, measured:** that one queue. Every spawn and every
-//! wake-up takes the same locks, and the timer thread wakes every simmering
-//! cook one at a time, so on `takeout`, thousands of short tasks, it spends
-//! more CPU for the same work than the executors with per-thread queues
-//! (`strace -f -c` shows several times as many `futex` calls as tokio's).
-//! And, as everywhere, a chop holds its pool thread until it is done.
+//! **Its weakness, measured:** that one queue, and the hop. Every spawn
+//! and every wake-up of a cook takes the same locks, and every one starts
+//! on the `async-io` thread; on `takeout`, thousands of short tasks, that
+//! is the cost to compare with the per-thread queues of tokio and smol
+//! (server CPU, in the book's results). And, as everywhere, a chop holds
+//! its pool thread until it is done.
 
+use std::future::Future;
+use std::io;
+use std::net::{TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::mpsc;
-use std::time::Duration;
 
-use futures::executor::{ThreadPool, block_on};
-use futures::future::{FutureExt as _, RemoteHandle};
-use futures::task::SpawnExt as _;
-use futures_timer::Delay;
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use async_io::{Async, Timer};
+use futures::executor::{LocalPool, LocalSpawner, ThreadPool};
+use futures::future::{self, FutureExt as _};
+use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use futures::task::{LocalSpawnExt as _, SpawnExt as _};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 
 // ANCHOR: model
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
-    about: "Cooks as tasks on the futures crate's own ThreadPool; no \
-            reactor, so the timer comes from futures-timer.",
+    about: "Cooks as tasks on the futures crate's own ThreadPool, the \
+            cashier on its LocalPool; no reactor, so async-io's.",
     cooks: Cooks::Cores("threads of the futures ThreadPool"),
     serve,
 };
 // ANCHOR_END: model
 
 // ANCHOR: serve
-/// Starts a `ThreadPool` of `cooks` threads, runs the cashier on the
-/// calling thread, then lets the pool close and waits for its threads.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// Starts a `ThreadPool` of `cooks` threads, runs the front of house on a
+/// `LocalPool` on the calling thread until closing time and every customer
+/// is served, then lets the pool close and waits for its threads.
+pub fn serve(
+    listener: TcpListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     // `ThreadPool` has no `join`: its threads leave on their own once the
     // last handle to the pool is gone. Each thread runs `before_stop` as it
     // leaves and then drops its copy of the closure, and with it a copy of
     // `left`; when the last copy is gone, `gone` below stops waiting.
     let (left, gone) = mpsc::channel::<usize>();
-    let pool = ThreadPool::builder()
+    let kitchen = ThreadPool::builder()
         .pool_size(cooks)
         .name_prefix("cook-")
         .before_stop(move |i| {
@@ -84,96 +93,151 @@ pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
             let _ = left.send(i);
         })
         .create()?;
-    // The first `Delay` in a process starts the `futures-timer` thread.
-    // Start it now, as part of setting up, so that starting it never counts
-    // as a customer's wait (and so that two cooks never race to start it:
-    // the loser's thread would be started and stopped again).
-    block_on(Delay::new(Duration::ZERO));
 
-    // `block_on` polls the cashier on this thread and parks the thread
-    // whenever the cashier waits: a timer, or a plate not yet ready.
-    let served = block_on(restaurant(&pool, orders));
+    let mut front = LocalPool::new();
+    // `run_until` polls the door, and every customer's task beside it, on
+    // this thread, parking it whenever none of them is ready.
+    let served =
+        front.run_until(door(front.spawner(), &kitchen, listener, shift));
+    // The door is shut: `run` polls the customers still inside until the
+    // last one has left (it returns once the pool has no task left).
+    front.run();
 
     // Every task holds a handle to the pool (to be queued again when it is
     // woken), so the pool closes only when this one and every task's are
     // gone: the threads finish what is queued, then leave.
-    drop(pool);
+    drop(kitchen);
     // Wait for every thread to leave: nothing of ours outlives `serve`
-    // (the global `futures-timer` thread, which is not ours, stays).
+    // (the global `async-io` thread, which is not ours, stays).
     let threads_left = gone.iter().count();
     debug_assert_eq!(threads_left, cooks);
     served
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
-async fn restaurant(
-    pool: &ThreadPool,
-    orders: Vec<Order>,
-) -> Result<Vec<Plate>, BoxError> {
-    // The pool's threads are up; opening time starts now.
-    let clock = Clock::open();
-    let mut tickets: Vec<(u64, RemoteHandle<Plate>)> =
-        Vec::with_capacity(orders.len());
+// ANCHOR: first
+/// Whichever of `a` and `b` finishes first; `a` on a tie. futures'
+/// `select` takes two `Unpin` futures and hands back the loser too; the
+/// loser is dropped here, which cancels it.
+async fn first<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
+    future::select(pin!(a), pin!(b)).await.factor_first().0
+}
+// ANCHOR_END: first
 
-    for mut order in orders {
-        // A `Delay` counts from its creation; the cashier's thread parks
-        // until the timer thread wakes it. Only that thread can fire a
-        // `Delay`, even one of zero length, so when the customer is already
-        // waiting (a burst) the cashier skips the round trip.
-        let wait = clock.until(order.arrival());
-        if !wait.is_zero() {
-            Delay::new(wait).await;
-        }
-        order.ring_up(&clock);
-        let id = order.id();
-        // `spawn_with_handle` wraps the cook in a `Remote` that catches a
-        // panic on the pool thread (which survives it) and sends it to the
-        // handle. (`spawn_ok` hands nothing back: a panicking cook would
-        // kill its pool thread, and the plate would simply never come.) It
-        // fails only if the executor is shutting down, which ours is not
-        // until `serve` drops it.
-        let handle = pool.spawn_with_handle(cook(order, clock))?;
-        tickets.push((id, handle));
-    }
-
-    // The pass: await every handle, in order of arrival.
-    let mut plates = Vec::with_capacity(tickets.len());
-    for (id, handle) in tickets {
-        // Awaiting a `RemoteHandle` whose cook panicked resumes that panic
-        // right here, in the cashier. `catch_unwind` turns it back into a
-        // value; `AssertUnwindSafe` is sound because the cook's state died
-        // with it and the handle is not used again.
-        match AssertUnwindSafe(handle).catch_unwind().await {
-            Ok(plate) => plates.push(plate),
-            // Returning drops the other handles. Dropping a `RemoteHandle`
-            // wakes its task, which then drops the cook instead of polling
-            // it: no cook goes on cooking for nobody.
-            Err(payload) => {
-                return Err(CookPanicked::new(id, &*payload).into());
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each on the
+/// `LocalPool`.
+async fn door(
+    customers: LocalSpawner,
+    kitchen: &ThreadPool,
+    listener: TcpListener,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // async-io takes over the std listener (bound, its backlog sized by
+    // `restaurant::door::bind`): makes it non-blocking and registers it
+    // with the reactor.
+    let listener = Async::new(listener)?;
+    // The kitchen's threads are up and the door is open.
+    shift.open();
+    loop {
+        let closing = shift.closed().map(|()| None);
+        match first(closing, listener.accept().map(Some)).await {
+            None => break,
+            Some(Ok((stream, _))) => {
+                // A `LocalPool` task must own what it uses: it gets its own
+                // handle to the kitchen (an `Arc` inside).
+                let customer = attend(stream, kitchen.clone(), shift.clone());
+                // Fails only if the `LocalPool` is gone, and it runs us.
+                customers.spawn_local(customer)?;
+            }
+            // Out of file descriptors, or a customer who left before being
+            // accepted: never fatal. Back off a little; retry.
+            Some(Err(e)) => {
+                eprintln!("concurrency-futures: accept failed: {e}");
+                Timer::after(ACCEPT_BACKOFF).await;
             }
         }
     }
-    Ok(plates)
+    // Dropping the listener makes the kernel refuse newcomers.
+    Ok(())
+}
+// ANCHOR_END: accept
+
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, send it to the
+/// kitchen, and hand over the plate. Many of these run at once, all on the
+/// calling thread, where no cook ever chops.
+async fn attend(stream: Async<TcpStream>, kitchen: ThreadPool, shift: Shift) {
+    // A customer who hangs up costs only their own order: I/O errors on
+    // this connection are theirs, so they end the visit quietly.
+    let _ = async {
+        // `&Async<TcpStream>` reads and writes, so one socket serves both.
+        let mut writer = &stream;
+        writer.write_all(wire::NEXT.as_bytes()).await?;
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let mut reader = BufReader::new(&stream).take(wire::MAX_LINE as u64);
+        let read = reader.read_line(&mut line).map(Some);
+        let patience = Timer::after(wire::PATIENCE)
+            .map(|_| Some(Err(io::ErrorKind::TimedOut.into())));
+        let closing = shift.closed().map(|()| None);
+        let Some(read) = first(read, first(patience, closing)).await else {
+            return Ok(());
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                return writer
+                    .write_all(wire::error_line(&why).as_bytes())
+                    .await;
+            }
+        };
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        // `spawn_with_handle` wraps the cook in a `Remote` that catches a
+        // panic on the pool thread (which survives it) and sends it to the
+        // handle. (`spawn_ok` hands nothing back: a panicking cook would
+        // kill its pool thread, and the plate would simply never come.)
+        let reply = match kitchen.spawn_with_handle(cook(ticket)) {
+            // Awaiting a `RemoteHandle` whose cook panicked resumes that
+            // panic right here; `catch_unwind` turns it back into a value
+            // the moment it happens. `AssertUnwindSafe` is sound because
+            // the cook's state died with it and the handle is used up.
+            Ok(handle) => match AssertUnwindSafe(handle).catch_unwind().await {
+                Ok(plate) => plate,
+                Err(payload) => {
+                    shift.cook_panicked(id, &*payload);
+                    wire::error_line("the cook panicked")
+                }
+            },
+            // A `ThreadPool` takes every task while a handle to it lives.
+            Err(e) => wire::error_line(&e.to_string()),
+        };
+        writer.write_all(reply.as_bytes()).await
+    }
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate.
-async fn cook(order: Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+async fn cook(ticket: Ticket) -> String {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             // CPU work runs right here and holds this pool thread until it
             // is done.
             Step::Chop(work) => plate.chop(work),
-            // The `Delay` registers with the `futures-timer` thread and the
-            // task returns `Pending`; the pool thread takes the next task.
-            Step::Simmer(d) => Delay::new(d).await,
+            // The `Timer` registers with async-io's reactor and the task
+            // returns `Pending`; the pool thread takes the next task. The
+            // `async-io` thread wakes it, which queues it on the pool again.
+            Step::Simmer(d) => {
+                Timer::after(d).await;
+            }
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: cook

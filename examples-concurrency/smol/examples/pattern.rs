@@ -1,80 +1,181 @@
-//! The pattern of `concurrency-smol` on its own, ready to copy: your own
-//! executor, run by a few threads in a `std::thread::scope`; the main
-//! thread takes jobs as they arrive and spawns a task for each; a closed
-//! channel tells the threads to stop. A panicking job is caught inside its
-//! task and reported with the job's number.
+//! The pattern of `concurrency-smol` on its own, ready to copy: a TCP
+//! service on executors you run yourself. The calling thread runs a
+//! `LocalExecutor`: the accept loop and a task per connection, which no
+//! job can hold up. A few threads in a `std::thread::scope` run a shared
+//! `Executor`, where each job is a task; a job's panic is caught in its
+//! own task and comes back as an `Err`. At shutdown the loop stops
+//! accepting, every accepted connection is finished, and a closed channel
+//! stops the job threads.
 //!
 //! ```text
 //! cargo run -p concurrency-smol --example smol-pattern
 //! ```
 //!
-//! It needs only `smol = "2"`.
+//! It needs only `smol = "2"` and `socket2 = "0.6"` (for the listen
+//! backlog).
 
 use std::error::Error;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use smol::future::FutureExt as _;
-use smol::{Executor, Timer, channel};
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::{Async, Executor, LocalExecutor, Timer, channel};
+use socket2::{Domain, Socket, Type};
 
-/// Stands in for your CPU work. Keep it short: it holds a thread.
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's `bind` asks for
+/// 128, and a burst beyond that waits a second per dropped SYN.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Stands in for your CPU work. Keep it short: it holds a job thread.
 fn compute(input: u64) -> u64 {
+    if input == 13 {
+        panic!("unlucky job");
+    }
     (0..20_000u64).fold(input, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
 }
 
-/// Stands in for your waiting: a query, a request, a timer.
-async fn wait_for_io() {
+/// One job: some work, a wait (a query, a request), some more work.
+async fn job(input: u64) -> u64 {
+    let half = compute(input);
     Timer::after(Duration::from_millis(20)).await;
-}
-
-/// One job: some work, a wait, some more work.
-async fn handle(job: u64) -> u64 {
-    let half = compute(job);
-    wait_for_io().await;
     compute(half)
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let threads = thread::available_parallelism().map_or(2, |n| n.get());
-    let ex = Executor::new();
-    // Dropping `stop` closes the channel, which ends every `run` below.
-    let (stop, stopped) = channel::unbounded::<()>();
-
-    let results = thread::scope(|scope| {
+/// The service: `threads` job threads, and the connections on this one,
+/// until `stop` closes; then every connection inside is finished.
+fn serve(
+    listener: TcpListener,
+    threads: usize,
+    stop: channel::Receiver<()>,
+) -> Result<(), BoxError> {
+    let jobs = Executor::new();
+    // Dropping `done` closes the channel, which ends every `run` below.
+    let (done, finished) = channel::unbounded::<()>();
+    thread::scope(|scope| {
         for _ in 0..threads {
-            let (ex, stopped) = (&ex, stopped.clone());
-            scope.spawn(move || smol::block_on(ex.run(stopped.recv())));
+            let (jobs, finished) = (&jobs, finished.clone());
+            scope.spawn(move || smol::block_on(jobs.run(finished.recv())));
         }
-        let results = smol::block_on(async {
-            let opening = Instant::now();
-            let mut tasks = Vec::new();
-            for job in 0..100u64 {
-                // Jobs arrive every 2 ms.
-                Timer::at(opening + Duration::from_millis(job * 2)).await;
-                let caught = AssertUnwindSafe(handle(job)).catch_unwind();
-                tasks.push((job, ex.spawn(caught)));
+        let front = LocalExecutor::new();
+        let served = smol::block_on(async {
+            front.run(accept(&front, &jobs, listener, stop)).await?;
+            // The loop stopped; finish the connections still open.
+            while !front.is_empty() {
+                front.tick().await;
             }
-            let mut results = Vec::with_capacity(tasks.len());
-            for (job, task) in tasks {
-                match task.await {
-                    Ok(result) => results.push(result),
-                    Err(_) => return Err(format!("job {job} panicked")),
+            Ok(())
+        });
+        drop(done); // on every path, or the scope waits forever
+        served
+    })
+}
+
+/// The accept loop: a task per connection until `stop` closes.
+async fn accept<'a>(
+    front: &LocalExecutor<'a>,
+    jobs: &'a Executor<'_>,
+    listener: TcpListener,
+    stop: channel::Receiver<()>,
+) -> Result<(), BoxError> {
+    let listener = Async::new(listener)?;
+    loop {
+        // `or` polls the left one first: stopping wins a tie.
+        let stopping = async {
+            let _ = stop.recv().await;
+            None
+        };
+        match stopping.or(async { Some(listener.accept().await) }).await {
+            None => return Ok(()),
+            Some(Ok((stream, _))) => front.spawn(handle(stream, jobs)).detach(),
+            // Never fatal: out of descriptors, a reset. Back off.
+            Some(Err(e)) => {
+                eprintln!("accept failed: {e}");
+                Timer::after(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// One connection: read `JOB <n>`, run the job as a task on the job
+/// threads, and answer `DONE <n> <result>`, or `ERROR …` if it panicked.
+async fn handle(stream: Async<TcpStream>, jobs: &Executor<'_>) {
+    let mut line = String::new();
+    let mut reader = BufReader::new(&stream).take(1024);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
+        Some(Ok(n)) => {
+            // Caught in the job's own task: awaiting a task that panicked
+            // would resume the panic here instead.
+            let caught = AssertUnwindSafe(job(n)).catch_unwind();
+            match jobs.spawn(caught).await {
+                Ok(result) => format!("DONE {n} {result}\n"),
+                Err(_) => {
+                    eprintln!("job {n} panicked");
+                    format!("ERROR job {n} panicked\n")
                 }
             }
-            Ok(results)
-        });
-        drop(stop); // on every path, or the scope waits forever
-        results
-    })?;
+        }
+        _ => "ERROR expected JOB <n>\n".to_owned(),
+    };
+    let _ = (&stream).write_all(reply.as_bytes()).await;
+}
 
-    // Check the answer, not just that it ran.
-    let mut expected: Vec<u64> =
-        (0..100).map(|j| compute(compute(j))).collect();
-    let mut got = results;
-    expected.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, expected);
-    println!("{} jobs done, every result checked", got.len());
+/// A client: sends one job, returns the answer.
+async fn ask(addr: SocketAddr, n: u64) -> io::Result<String> {
+    let mut stream = Async::<TcpStream>::connect(addr).await?;
+    stream.write_all(format!("JOB {n}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = channel::bounded::<()>(1);
+
+    // The clients, on a thread of their own as if in another program, on
+    // smol's global executor (`smol::spawn`). Dropping `stop` when they
+    // are done, whatever their answers, tells the service to stop.
+    let clients = thread::spawn(move || {
+        let asks: Vec<_> = (0..100)
+            .map(|n| smol::spawn(async move { (n, ask(addr, n).await) }))
+            .collect();
+        let answers = smol::block_on(async {
+            let mut answers = Vec::new();
+            for ask in asks {
+                answers.push(ask.await);
+            }
+            answers
+        });
+        drop(stop);
+        answers
+    });
+
+    serve(listener, 2, stopped)?;
+    let answers = clients.join().expect("the clients' thread panicked");
+    for (n, answer) in answers {
+        let expected = if n == 13 {
+            format!("ERROR job {n} panicked\n")
+        } else {
+            format!("DONE {n} {}\n", compute(compute(n)))
+        };
+        assert_eq!(answer?, expected, "job {n}");
+    }
+    println!("100 jobs answered, the panicking one with an error");
     Ok(())
 }

@@ -1,26 +1,37 @@
-//! The threads this model runs: the cashier (the caller), `--cooks` cook
-//! threads and async-io's helper, and no cook thread left after `serve`.
+//! The threads this model runs: the caller (the door and the cashier),
+//! `--cooks` cook threads and async-io's helper; no cook thread left after
+//! `serve`; and the point of giving the cashier a thread of its own: a
+//! chopping cook does not keep a customer waiting at the door.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use restaurant::Preset;
-use restaurant::conformance::{report_of, scaled_workload, thread_names};
+use concurrency_smol::MODEL;
+use restaurant::conformance::{
+    Server, report_of, scaled_workload, thread_names,
+};
+use restaurant::wire::{self, Reply};
+use restaurant::{Preset, Step, Work, verify};
 
 #[test]
 fn the_service_runs_on_cooks_plus_two_threads() {
     let path = env!("CARGO_BIN_EXE_concurrency-smol");
     let report = report_of(path, &["--cooks", "3", "--time-scale", "100"]);
     if cfg!(target_os = "linux") {
-        // The cashier, three cooks, and the `async-io` thread.
+        // The caller, three cooks, and the `async-io` thread.
         assert_eq!(report.peak_threads, Some(5), "{report:?}");
     }
 }
 
 #[test]
 fn no_cook_thread_outlives_serve() {
-    let orders = scaled_workload(Preset::LunchRush, 64, 1).to_orders();
-    let plates = concurrency_smol::serve(orders, 3).expect("a clean run");
-    assert_eq!(plates.len(), 64);
+    let server = Server::start(&MODEL, 3).expect("the model opens");
+    let workload = scaled_workload(Preset::LunchRush, 64, 1);
+    let night = server.customers(&workload).expect("a night served");
+    let checksum = verify(&workload, &night).expect("a verified night");
+    assert_eq!(checksum, workload.expected_checksum());
+    server.finish().expect("serve returns");
     // `thread::scope` waited for every cook thread to finish its work; the
     // OS thread itself ends a moment later. The limit is generous: the
     // machine is shared, and only a thread that never ends should fail.
@@ -36,4 +47,57 @@ fn no_cook_thread_outlives_serve() {
         assert!(Instant::now() < limit, "still running: {cooks:?}");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Reads one line from the restaurant and parses it.
+fn hear(reader: &mut BufReader<TcpStream>) -> Reply {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("a line from the restaurant");
+    wire::parse_reply(&line).unwrap_or_else(|| panic!("heard {line:?}"))
+}
+
+#[test]
+fn a_long_chop_does_not_hold_the_door() {
+    // About 300 ms of one core (a unit is about a microsecond).
+    const CHOP: u32 = 300_000;
+    // One cook thread, and it will be chopping.
+    let server = Server::start(&MODEL, 1).expect("the model opens");
+
+    let first = TcpStream::connect(server.door()).expect("connect");
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut heard = BufReader::new(first.try_clone().unwrap());
+    assert_eq!(hear(&mut heard), Reply::Next);
+    let order = wire::order_line(1, "cake", 0, &[Step::Chop(Work(CHOP))]);
+    (&first).write_all(order.as_bytes()).unwrap();
+    assert_eq!(hear(&mut heard), Reply::Rung(1));
+    let rung = Instant::now();
+    // RUNG is written just before the cook is handed the ticket: give the
+    // cook a moment to start, so that the chop is under way.
+    std::thread::sleep(Duration::from_millis(50));
+
+    // While the only cook chops, a second customer walks in.
+    let second = TcpStream::connect(server.door()).expect("connect");
+    second
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut greeted = BufReader::new(second);
+    let walked_in = Instant::now();
+    assert_eq!(hear(&mut greeted), Reply::Next);
+    let door_wait = walked_in.elapsed();
+
+    assert!(matches!(hear(&mut heard), Reply::Plate(1, _)));
+    let chop = rung.elapsed();
+    drop((first, greeted));
+    server.finish().expect("closes");
+
+    // The cashier's thread is not the cook's: the greeting did not wait
+    // for the chop. (With customers on the cook threads, it would.)
+    assert!(
+        door_wait < chop / 2,
+        "greeted after {door_wait:?}, while the chop took {chop:?}"
+    );
 }

@@ -4,48 +4,52 @@
 //! cargo run --release -p concurrency-tokio-current-thread -- --preset takeout
 //! ```
 //!
-//! Node.js's model, in Rust. The cashier and every cook are futures on a
-//! single thread: tokio's **current-thread** runtime runs them all on the
-//! thread that calls `block_on`, switching from one to the next each time
-//! the one running reaches an `.await` that is not ready. While a cook
-//! simmers, its future is parked on the timer and the thread polls someone
-//! else. That is concurrency without any parallelism: thousands of orders
-//! in flight, one CPU in use.
+//! Node.js's model, in Rust. The accept loop, every customer and every cook
+//! are futures on a single thread: tokio's **current-thread** runtime runs
+//! them all on the thread that calls `block_on`, switching from one to the
+//! next each time the one running reaches an `.await` that is not ready.
+//! While a customer is still typing or a cook simmers, its task is parked
+//! on the I/O driver or the timer and the thread polls someone else. That
+//! is concurrency without any parallelism: thousands of customers and
+//! orders in flight, one CPU in use.
 //!
-//! What the runtime is made of (tokio's current-thread flavour):
+//! What the runtime is made of (tokio 1.54's current-thread flavour):
 //!
 //! - **one thread**, the caller's. There are no worker threads: the
 //!   scheduler loop runs inside `block_on`, and spawned tasks run only
-//!   while it does. It alternates between the `block_on` future, a batch of
-//!   ready tasks and a look at the timer;
-//! - a **timer** wheel with millisecond resolution, the same as the
-//!   multi-thread runtime's. When nothing is ready the thread sleeps until
-//!   the next timer is due, and that sleep is the event loop's idle state;
-//! - an **I/O driver** (not enabled here: the restaurant only uses timers).
+//!   while it does;
+//! - an **I/O driver** (epoll on Linux) for the listener and the
+//!   customers' sockets, and a **timer** wheel with millisecond resolution.
+//!   When no task is ready the thread waits in epoll until a socket is
+//!   ready or the next timer is due: that wait is the event loop's idle
+//!   state.
 //!
 //! How it differs from its siblings: the code is `concurrency-tokio`'s,
-//! word for word, except for the one line that builds the runtime. So every
-//! difference the comparison shows between the two comes from the runtime
-//! alone: one thread instead of one per core. `--cooks` means nothing here;
-//! only 1 is accepted.
+//! statement for statement, except for the one that builds the runtime.
+//! So every difference the comparison shows between the two comes from the
+//! runtime alone: one thread instead of one per core. `--cooks` means
+//! nothing here; only 1 is accepted.
 //!
 //! **Its weakness, measured:** only one thing runs at a time, so a chop
-//! holds the whole restaurant. While a cook chops, nobody rings up the next
-//! customer and no simmer that finishes gets its cook back; the till goes
-//! unattended for as long as the longest chop (see the counter wait on
-//! `big-order`). And a second core, if there is one, stays idle: on
+//! holds the whole restaurant. While a cook chops, nobody accepts, greets
+//! or rings up a customer, and no simmer that ends gets its cook back: the
+//! door goes unattended for as long as the longest chop (the counter wait
+//! on `big-order`). And a second core, if there is one, stays idle: on
 //! `banquet` the makespan is the sum of all the chopping. Waiting is what
 //! one loop is good at; computing needs another thread (the
 //! `examples-blocking` crates show which).
 
-use std::collections::HashMap;
+use std::io;
+use std::net::TcpListener as StdListener;
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{sleep, timeout};
 
 // ANCHOR: model
 /// The model, as `main` and the tests see it.
@@ -61,86 +65,144 @@ pub const MODEL: Model = Model {
 
 // ANCHOR: serve
 /// Builds a current-thread runtime and runs the restaurant on this thread
-/// until every plate is back. `_cooks` is always 1 ([`Cooks::One`]).
+/// until closing time, and until every order it accepted is served.
+/// `_cooks` is always 1 ([`Cooks::One`]).
 pub fn serve(
-    orders: Vec<Order>,
+    listener: StdListener,
     _cooks: usize,
-) -> Result<Vec<Plate>, BoxError> {
+    shift: Shift,
+) -> Result<(), BoxError> {
     // The one line that differs from `concurrency-tokio`. No worker threads
-    // are started: the runtime is a scheduler and a timer that run on
-    // whichever thread calls `block_on`, here the caller's. (`#[tokio::main(
-    // flavor = "current_thread")]` builds the same thing.)
-    let runtime = Builder::new_current_thread().enable_time().build()?;
+    // are started: the runtime is a scheduler, an I/O driver and a timer
+    // that run on whichever thread calls `block_on`, here the caller's.
+    // (`#[tokio::main(flavor = "current_thread")]` builds the same thing.)
+    let runtime = Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
     // The event loop runs inside `block_on` and stops when `restaurant`
-    // returns; dropping the runtime then drops any task still in it.
-    runtime.block_on(restaurant(orders))
+    // returns, by which time every customer's task has ended.
+    runtime.block_on(restaurant(listener, shift))
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
-async fn restaurant(orders: Vec<Order>) -> Result<Vec<Plate>, BoxError> {
-    // Opening time is taken here, after the runtime is up, so building it
-    // never counts as a customer's wait.
-    let clock = Clock::open();
-    // A JoinSet owns the cooks' tasks, as in `concurrency-tokio`. The cooks
-    // are `Send`, so plain `spawn` works; a `LocalSet` and `spawn_local`
-    // would only be needed for futures that hold `Rc` or `RefCell` across
-    // an `.await`, and would change nothing about how they are scheduled.
-    let mut kitchen = JoinSet::new();
-    // A panic reaches us as a JoinError that knows its task's id, not the
-    // order: this map remembers which order each task was cooking.
-    let mut tickets = HashMap::with_capacity(orders.len());
-
-    for mut order in orders {
-        // This `.await` is where the cooks get the thread: while the cashier
-        // waits for the next customer, the loop polls them. A cook that is
-        // chopping when the customer arrives finishes its chop first; the
-        // customer stands at the till meanwhile.
-        sleep_until(Instant::from_std(clock.at(order.arrival()))).await;
-        order.ring_up(&clock);
-        let id = order.id();
-        // `spawn` only queues the cook; it cannot run before the cashier
-        // reaches its next `.await`, because there is no other thread.
-        let task = kitchen.spawn(cook(order, clock));
-        tickets.insert(task.id(), id);
-    }
-
-    // The pass: collect plates in the order they finish.
-    let mut plates = Vec::with_capacity(tickets.len());
-    while let Some(done) = kitchen.join_next().await {
-        match done {
-            Ok(plate) => plates.push(plate),
-            // tokio catches the panic on the task's poll, so the loop (and
-            // the cashier on it) survives it. Returning drops the JoinSet,
-            // which aborts the other cooks.
-            Err(e) if e.is_panic() => {
-                let order = tickets[&e.id()];
-                return Err(CookPanicked::new(order, &*e.into_panic()).into());
-            }
-            // Nothing aborts a cook while the JoinSet is alive.
-            Err(e) => return Err(e.into()),
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each.
+async fn restaurant(
+    listener: StdListener,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // tokio takes over a std listener, already bound with its backlog
+    // sized (`restaurant::door::bind`), once it is non-blocking.
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    // The runtime is up and the door is open: let the customers in.
+    shift.open();
+    // A JoinSet owns every customer's task, as in `concurrency-tokio`. The
+    // tasks are `Send`, so plain `spawn` works; `LocalSet::spawn_local`
+    // would only be needed for futures that hold an `Rc` or a `RefCell`
+    // across an `.await`, and would change nothing about the scheduling.
+    let mut customers = JoinSet::new();
+    loop {
+        // Only while the loop waits here do the customers and cooks get
+        // the thread. A chop in progress delays this `select!` until it
+        // ends: the kernel queues newcomers at the door meanwhile.
+        tokio::select! {
+            () = shift.closed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Only queued: it runs when this loop next waits.
+                    customers.spawn(attend(stream, shift.clone()));
+                }
+                // Out of file descriptors, or a customer who left before
+                // being accepted: never fatal. Back off a little; retry.
+                Err(e) => {
+                    eprintln!(
+                        "concurrency-tokio-current-thread: accept failed: {e}"
+                    );
+                    sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // Reap customers who have left, so the set stays as small as
+            // the number of customers inside.
+            Some(_) = customers.join_next(), if !customers.is_empty() => {}
         }
     }
-    Ok(plates)
+    // Closing time: drop the listener, so the kernel refuses newcomers,
+    // then let every customer inside finish.
+    drop(listener);
+    while customers.join_next().await.is_some() {}
+    Ok(())
+}
+// ANCHOR_END: accept
+
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, send it to the
+/// kitchen, and hand over the plate. Many of these are in flight at once,
+/// all on the one thread: each gives it up at every `.await`.
+async fn attend(mut stream: TcpStream, shift: Shift) {
+    // A customer who hangs up costs only their own order: I/O errors on
+    // this connection are theirs, so they end the visit quietly.
+    let _ = async {
+        stream.write_all(wire::NEXT.as_bytes()).await?;
+        let (reader, mut writer) = stream.split();
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
+        let read = reader.read_line(&mut line);
+        let read = tokio::select! {
+            read = timeout(wire::PATIENCE, read) => {
+                read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
+            () = shift.closed() => return Ok(()),
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                return writer
+                    .write_all(wire::error_line(&why).as_bytes())
+                    .await;
+            }
+        };
+        // The till's own chop: short, but the loop waits for it too.
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        // Hand the order to the kitchen: a task of its own, on this same
+        // thread. Its JoinHandle brings back the plate, or the panic of a
+        // cook who failed: tokio catches it on the task's poll, so the
+        // loop, and every other customer on it, carries on.
+        let reply = match tokio::spawn(cook(ticket)).await {
+            Ok(plate) => plate,
+            Err(e) if e.is_panic() => {
+                shift.cook_panicked(id, &*e.into_panic());
+                wire::error_line("the cook panicked")
+            }
+            // Nothing cancels a cook: the runtime outlives every customer.
+            Err(e) => wire::error_line(&e.to_string()),
+        };
+        writer.write_all(reply.as_bytes()).await
+    }
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate.
-async fn cook(order: Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+async fn cook(ticket: Ticket) -> String {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             // CPU work runs right here, on the only thread there is: until
-            // it returns, no other cook and not the cashier can run.
+            // it returns, no other cook runs, no customer is greeted and
+            // nobody is let in.
             Step::Chop(work) => plate.chop(work),
             // Waiting yields: the cook is parked on the timer and the loop
             // moves on to whoever is ready.
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: cook

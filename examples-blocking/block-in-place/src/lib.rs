@@ -4,26 +4,27 @@
 //! cargo run --release -p blocking-block-in-place -- --preset big-order
 //! ```
 //!
-//! The cooks are tasks on tokio's multi-thread runtime, as in
-//! `concurrency-tokio`, and they chop on the thread that polls them. The
-//! difference is one call: each chop runs inside
-//! `tokio::task::block_in_place`, which tells the runtime "this thread is
-//! about to block". Before running the closure, the runtime hands the
-//! worker's *core* (its queue of ready tasks and its turn at the timer) to
-//! another thread, which carries on polling everyone else. The chop then
-//! runs as ordinary blocking code, with no `'static` closure and nothing
-//! moved: it may borrow the plate.
+//! An accept loop, a task per customer and a task per cook on tokio's
+//! multi-thread runtime, as in `concurrency-tokio`, and the cooks chop on
+//! the thread that polls them. The difference is one call: each chop runs
+//! inside `tokio::task::block_in_place`, which tells the runtime "this
+//! thread is about to block". Before running the closure, the runtime
+//! hands the worker's *core* (its queue of ready tasks, and with it the
+//! turn at the I/O driver and the timer) to another thread, which carries
+//! on polling everyone else: the customers are still greeted and read.
+//! The chop then runs as ordinary blocking code, with no `'static`
+//! closure and nothing moved: it may borrow the plate.
 //!
 //! What the runtime is made of:
 //!
 //! - **worker threads**, `--cooks` of them (default: one per core), each
 //!   owning a core, stealing work from the others;
-//! - a **timer** with millisecond resolution, driven by whichever worker
-//!   is idle;
+//! - an **I/O driver** and a **timer**, driven by whichever worker is
+//!   idle;
 //! - a **blocking pool**, from which `block_in_place` takes the thread
 //!   that receives a handed-off core (so a run has more threads than
 //!   workers);
-//! - the cashier runs in `block_on`, on the caller's thread.
+//! - the accept loop runs in `block_on`, on the caller's thread.
 //!
 //! **Why it panics on a current-thread runtime:** there, the one thread
 //! *is* the event loop and there is no other worker to hand the core to.
@@ -47,14 +48,17 @@
 //! hand-off between threads, and on two cores the threads that chop take
 //! turns with the ones that should be polling.
 
-use std::collections::HashMap;
+use std::io;
+use std::net::TcpListener as StdListener;
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
 use tokio::task::{JoinSet, block_in_place};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{sleep, timeout};
 
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
@@ -67,67 +71,120 @@ pub const MODEL: Model = Model {
 
 // ANCHOR: serve
 /// Builds a multi-thread runtime with `cooks` workers and runs the
-/// restaurant on it until every plate is back.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// restaurant on it until closing time, and until every order it accepted
+/// is served.
+pub fn serve(
+    listener: StdListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     // It must be the multi-thread flavour: `block_in_place` panics on a
     // current-thread runtime, which has no second worker to take over.
     let runtime = Builder::new_multi_thread()
         .worker_threads(cooks)
+        .enable_io()
         .enable_time()
         .build()?;
-    // Dropping the runtime when `serve` returns joins the workers and the
-    // blocking pool's threads.
-    runtime.block_on(restaurant(orders))
+    // Dropping the runtime when `serve` returns shuts down the workers and
+    // the blocking pool's threads.
+    runtime.block_on(restaurant(listener, shift))
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
-async fn restaurant(orders: Vec<Order>) -> Result<Vec<Plate>, BoxError> {
-    // Opening time is taken after the runtime is up.
-    let clock = Clock::open();
-    // A JoinSet owns the cooks' tasks and hands back each plate or panic.
-    let mut kitchen = JoinSet::new();
-    // A panic comes back as a JoinError that knows its task's id, not the
-    // order: this map remembers which order each task was cooking.
-    let mut tickets = HashMap::with_capacity(orders.len());
-
-    for mut order in orders {
-        // The cashier runs on the caller's thread, but its timer is driven
-        // by the workers: it fires on time only while some worker is free
-        // to look, which `block_in_place` keeps true.
-        sleep_until(Instant::from_std(clock.at(order.arrival()))).await;
-        order.ring_up(&clock);
-        let id = order.id();
-        let task = kitchen.spawn(cook(order, clock));
-        tickets.insert(task.id(), id);
-    }
-
-    // The pass: collect plates in the order they finish.
-    let mut plates = Vec::with_capacity(tickets.len());
-    while let Some(done) = kitchen.join_next().await {
-        match done {
-            Ok(plate) => plates.push(plate),
-            // The chop ran on the task's own thread, so its panic unwinds
-            // through the task's poll, where tokio catches it.
-            Err(e) if e.is_panic() => {
-                let order = tickets[&e.id()];
-                return Err(CookPanicked::new(order, &*e.into_panic()).into());
-            }
-            // Nothing aborts a cook while the JoinSet is alive.
-            Err(e) => return Err(e.into()),
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each.
+async fn restaurant(
+    listener: StdListener,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // tokio takes over the std listener once it is non-blocking.
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    // The runtime is up and the door is open: let the customers in.
+    shift.open();
+    // A JoinSet owns every customer's task: none outlives the restaurant.
+    let mut customers = JoinSet::new();
+    loop {
+        // This loop runs on the caller's thread, but the socket's readiness
+        // is read by the workers, which drive the I/O driver: a new
+        // customer is noticed only while some worker is free to look,
+        // which `block_in_place` keeps true.
+        tokio::select! {
+            () = shift.closed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    customers.spawn(attend(stream, shift.clone()));
+                }
+                // Never fatal: out of descriptors, a reset. Back off.
+                Err(e) => {
+                    eprintln!("blocking-block-in-place: accept failed: {e}");
+                    sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // Reap customers who have left, so the set stays small.
+            Some(_) = customers.join_next(), if !customers.is_empty() => {}
         }
     }
-    Ok(plates)
+    // Closing time: refuse newcomers, let every customer inside finish.
+    drop(listener);
+    while customers.join_next().await.is_some() {}
+    Ok(())
+}
+// ANCHOR_END: accept
+
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, send it to a cook,
+/// and hand over the plate. `concurrency-tokio`'s, unchanged.
+async fn attend(mut stream: TcpStream, shift: Shift) {
+    // I/O errors on this connection are the customer's: they end the
+    // visit quietly.
+    let _ = async {
+        stream.write_all(wire::NEXT.as_bytes()).await?;
+        let (reader, mut writer) = stream.split();
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
+        let read = reader.read_line(&mut line);
+        let read = tokio::select! {
+            read = timeout(wire::PATIENCE, read) => {
+                read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
+            () = shift.closed() => return Ok(()),
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                let refusal = wire::error_line(&why);
+                return writer.write_all(refusal.as_bytes()).await;
+            }
+        };
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        // The cook is a task of its own. Its chop runs on that task's
+        // thread, so a panic unwinds through the task's poll, where tokio
+        // catches it and hands it back here through the JoinHandle.
+        let reply = match tokio::spawn(cook(ticket)).await {
+            Ok(plate) => plate,
+            Err(e) if e.is_panic() => {
+                shift.cook_panicked(id, &*e.into_panic());
+                wire::error_line("the cook panicked")
+            }
+            // Nothing cancels a cook: the runtime outlives every customer.
+            Err(e) => wire::error_line(&e.to_string()),
+        };
+        writer.write_all(reply.as_bytes()).await
+    }
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate.
-async fn cook(order: Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+async fn cook(ticket: Ticket) -> String {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             // The worker's queue moves to another thread first; then the
             // chop runs here, blocking this thread and this task only. The
@@ -137,6 +194,6 @@ async fn cook(order: Order, clock: Clock) -> Plate {
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    plate.serve(&clock)
+    plate.serve()
 }
 // ANCHOR_END: cook

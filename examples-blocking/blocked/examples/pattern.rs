@@ -1,39 +1,163 @@
 //! The mistake of `blocking-blocked` on its own: **to recognise, not to
-//! copy.** Jobs do their CPU work inline in an `async fn` on a
-//! current-thread runtime, and a heartbeat task, which should tick every
-//! millisecond, measures how long the event loop went without ticking.
-//! The program checks that the stall is as long as one job's work: while
-//! a job computes, nothing else on the loop runs. The fixes are the other
-//! crates' patterns (`spawn-blocking-pattern` first).
+//! copy.** A TCP service on tokio's current-thread runtime: an accept loop
+//! runs until told to stop; each connection is a task; each job is a task
+//! of its own, whose `JoinHandle` reports a panic; and each job does its
+//! CPU work inline, in its `async fn`. A heartbeat task on the same loop,
+//! which should tick every millisecond, measures the longest the loop went
+//! without ticking; the program checks that it is at least about one
+//! job's work: while a job computes, nothing else on the loop runs, not
+//! the heartbeat, not the accept loop, not the other connections. The
+//! fixes are the other crates' patterns (`spawn-blocking-pattern` first).
 //!
 //! ```text
 //! cargo run -p blocking-blocked --example blocked-pattern
 //! ```
 //!
-//! It needs only `tokio = { version = "1", features = ["rt", "time"] }`.
+//! It needs only `tokio = { version = "1", features = ["rt", "net",
+//! "io-util", "time", "macros", "sync"] }` and `socket2 = "0.6"` (for the
+//! listen backlog).
 
 use std::error::Error;
 use std::hint::black_box;
+use std::net::SocketAddr;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Builder;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::sleep;
 
-/// Stands in for your CPU work: milliseconds of it, far too long for an
-/// event loop.
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's and tokio's `bind`
+/// ask for 128, and a burst beyond that waits a second per dropped SYN.
+/// Returns a std listener: tokio takes it over inside the server's runtime.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Stands in for your CPU work: a millisecond or so of it, far too long
+/// for an event loop.
 fn compute(input: u64) -> u64 {
-    (0..3_000_000u64).fold(input, |acc, i| {
+    if input == 13 {
+        panic!("unlucky job");
+    }
+    (0..300_000u64).fold(input, |acc, i| {
         black_box(acc.wrapping_mul(31).wrapping_add(i))
     })
 }
 
-/// One job. THE MISTAKE: CPU work inline in an `async fn`.
-async fn handle(job: u64) -> u64 {
-    sleep(Duration::from_millis(2)).await; // some waiting, which is fine
-    compute(job) // holds the loop's only thread until it returns
+/// One job: some work, a wait (a query, a request), some more work.
+/// THE MISTAKE: the work runs inline, on the loop's only thread.
+async fn job(input: u64) -> u64 {
+    let half = compute(input);
+    sleep(Duration::from_millis(20)).await; // waiting is fine
+    compute(half)
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+/// Ticks every millisecond until `stop`; returns the longest gap between
+/// two ticks: how long the loop once went without looking at its timer.
+async fn heartbeat(mut stop: watch::Receiver<bool>) -> Duration {
+    let mut last = Instant::now();
+    let mut longest = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return longest,
+            () = sleep(Duration::from_millis(1)) => {
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+        }
+    }
+}
+
+/// The accept loop: a task per connection until `stop` says so, then
+/// every connection inside is finished.
+async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(handle(stream));
+                }
+                // Never fatal: out of descriptors, a reset. Back off.
+                Err(e) => {
+                    eprintln!("accept failed: {e}");
+                    sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// One connection: read `JOB <n>`, run the job as a task of its own, and
+/// answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
+async fn handle(mut stream: TcpStream) {
+    let (reader, mut writer) = stream.split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(reader).take(1024);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
+        // On one thread the job's task runs here too, but as a task of its
+        // own its panic comes back as a JoinError instead of ending this
+        // connection's task.
+        Some(Ok(n)) => match tokio::spawn(job(n)).await {
+            Ok(result) => format!("DONE {n} {result}\n"),
+            Err(e) if e.is_panic() => {
+                eprintln!("job {n} panicked");
+                format!("ERROR job {n} panicked\n")
+            }
+            Err(e) => format!("ERROR {e}\n"),
+        },
+        _ => "ERROR expected JOB <n>\n".to_owned(),
+    };
+    let _ = writer.write_all(reply.as_bytes()).await;
+}
+
+/// The server, on a thread of its own: one current-thread runtime runs
+/// the accept loop, every connection, every job and the heartbeat.
+fn server(
+    listener: std::net::TcpListener,
+    stop: watch::Receiver<bool>,
+) -> Result<Duration, BoxError> {
+    let runtime = Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::from_std(listener)?;
+        let heartbeat = tokio::spawn(heartbeat(stop.clone()));
+        serve(listener, stop).await;
+        Ok(heartbeat.await?)
+    })
+}
+
+/// A client: sends one job, returns the answer.
+async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(format!("JOB {n}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
     // How long one job's work takes here, on an idle thread (best of 3).
     let work = (0..3)
         .map(|_| {
@@ -44,46 +168,44 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         .min()
         .unwrap_or_default(); // 3 samples: never empty
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()?;
-    let (results, stall) = runtime.block_on(async {
-        // The heartbeat: should wake every millisecond; records the
-        // longest gap between two of its wake-ups.
-        let heartbeat = tokio::spawn(async {
-            let mut last = Instant::now();
-            let mut longest = Duration::ZERO;
-            for _ in 0..200 {
-                sleep(Duration::from_millis(1)).await;
-                longest = longest.max(last.elapsed());
-                last = Instant::now();
-            }
-            longest
-        });
-        let mut jobs = JoinSet::new();
-        for job in 0..4u64 {
-            jobs.spawn(handle(job));
-        }
-        let mut results = Vec::new();
-        while let Some(done) = jobs.join_next().await {
-            results.push(done?);
-        }
-        let stall = heartbeat.await?;
-        Ok::<_, Box<dyn Error + Send + Sync>>((results, stall))
-    })?;
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let server = thread::spawn(move || server(listener, stopped));
 
-    let mut expected: Vec<u64> = (0..4).map(compute).collect();
-    let mut got = results;
-    expected.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, expected);
+    // The clients, on a runtime of their own on this thread, so that the
+    // server's stalls are the server's alone.
+    let clients = Builder::new_current_thread().enable_all().build()?;
+    clients.block_on(async {
+        let mut clients = JoinSet::new();
+        for n in 0..100 {
+            clients.spawn(async move { (n, ask(addr, n).await) });
+        }
+        while let Some(answer) = clients.join_next().await {
+            let (n, answer) = answer?;
+            let answer = answer?;
+            let expected = if n == 13 {
+                format!("ERROR job {n} panicked\n")
+            } else {
+                format!("DONE {n} {}\n", compute(compute(n)))
+            };
+            assert_eq!(answer, expected, "job {n}");
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    stop.send(true)?;
+    let stall = server.join().map_err(|_| "the server panicked")??;
+
     // The loop cannot tick while a job computes on its thread, so the
     // longest gap is at least one job's work (half, for a noisy machine).
-    assert!(stall >= work / 2, "stall {stall:?}, one job {work:?}");
+    assert!(
+        stall >= work / 2,
+        "stall {stall:?}, one job's work {work:?}"
+    );
     println!(
-        "{} jobs done; the 1 ms heartbeat once waited {stall:.1?} (one \
-         job's work is {work:.1?}): the loop was blocked",
-        got.len()
+        "100 jobs answered, the panicking one with an error; the 1 ms \
+         heartbeat once waited {stall:.1?} (one job's work is {work:.1?}): \
+         the loop was blocked"
     );
     Ok(())
 }

@@ -5,20 +5,21 @@
 //! ```
 //!
 //! The architecture of Node.js, in Rust: one thread runs the event loop
-//! (the cashier and every cook's waiting), and a small pool of threads
-//! beside it does the work that would block the loop. Here that work is
-//! every chop: a cook hands it to `tokio::task::spawn_blocking` and awaits
-//! the result, so the loop's thread is back at the till at once.
+//! (the accept loop, every customer's conversation and every cook's
+//! waiting), and a small pool of threads beside it does the work that
+//! would block the loop. Here that work is every chop: a cook hands it to
+//! `tokio::task::spawn_blocking` and awaits the result, so the loop's
+//! thread is back at the door at once.
 //!
 //! What the runtime is made of:
 //!
 //! - **one event-loop thread**, the caller's, running tokio's
-//!   current-thread scheduler and its **timer** inside `block_on`, exactly
-//!   as in `blocking-blocked`;
+//!   current-thread scheduler, its **I/O driver** and its **timer** inside
+//!   `block_on`, exactly as in `blocking-blocked`;
 //! - a **blocking pool**: threads started on demand, at most
 //!   `--cooks` of them (default 4, libuv's default pool size), each taking
 //!   closures from one FIFO queue and parking for up to 10 s when idle.
-//!   Dropping the runtime joins them.
+//!   Dropping the runtime waits for them to finish.
 //!
 //! In Node.js, libuv's pool (also 4 threads unless `UV_THREADPOOL_SIZE`
 //! says otherwise) runs file system calls, `dns.lookup`, and some crypto
@@ -34,17 +35,22 @@
 //! chopping threads and the loop's thread share two cores, so the loop
 //! gets its turn from the OS scheduler rather than at once, and a short
 //! chop that queues behind four cakes waits for one of them to finish (see
-//! order latency on `big-order`). Every chop also pays two thread hand-offs,
-//! which is more than a salad's chop is worth. And tokio's pool is made
-//! for blocking I/O: its default limit is 512 threads, so CPU work sent
-//! there needs a cap like `--cooks` here.
+//! order latency on `big-order`). Every chop also pays two thread
+//! hand-offs, which is more than a salad's chop is worth. And tokio's pool
+//! is made for blocking I/O: its default limit is 512 threads, so CPU work
+//! sent there needs a cap like `--cooks` here.
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use std::io;
+use std::net::TcpListener as StdListener;
+
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
-use tokio::task::{JoinSet, spawn_blocking};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::task::{JoinError, JoinSet, spawn_blocking};
+use tokio::time::{sleep, timeout};
 use tokio_metrics::TaskMonitor;
 
 /// The model, as `main` and the tests see it.
@@ -58,28 +64,35 @@ pub const MODEL: Model = Model {
 
 // ANCHOR: serve
 /// Builds a current-thread runtime whose blocking pool has at most `cooks`
-/// threads, and runs the restaurant on this thread until every plate is
-/// back.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
-    run(orders, cooks, None)
+/// threads, and runs the restaurant on this thread until closing time,
+/// and until every order it accepted is served.
+pub fn serve(
+    listener: StdListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    run(listener, cooks, shift, None)
 }
 
 /// [`serve`], with every cook's future instrumented by `monitor` (see
 /// `blocking-blocked`'s `serve_watched`): the slow-poll report of the fix.
 pub fn serve_watched(
-    orders: Vec<Order>,
+    listener: StdListener,
     cooks: usize,
+    shift: Shift,
     monitor: &TaskMonitor,
-) -> Result<Vec<Plate>, BoxError> {
-    run(orders, cooks, Some(monitor.clone()))
+) -> Result<(), BoxError> {
+    run(listener, cooks, shift, Some(monitor.clone()))
 }
 
 fn run(
-    orders: Vec<Order>,
+    listener: StdListener,
     cooks: usize,
+    shift: Shift,
     monitor: Option<TaskMonitor>,
-) -> Result<Vec<Plate>, BoxError> {
+) -> Result<(), BoxError> {
     let runtime = Builder::new_current_thread()
+        .enable_io()
         .enable_time()
         // The pool's cap. tokio's default, 512, suits blocking I/O, where
         // threads mostly sleep; for CPU work, threads beyond the cores only
@@ -87,57 +100,115 @@ fn run(
         .max_blocking_threads(cooks)
         .build()?;
     // Dropping the runtime at the end of `serve` waits for the pool's
-    // threads to finish and joins them: nothing outlives the restaurant.
-    runtime.block_on(restaurant(orders, monitor))
+    // threads to finish: nothing outlives the restaurant.
+    runtime.block_on(restaurant(listener, shift, monitor))
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each. The
+/// same loop as `blocking-blocked`'s; here it is never kept waiting.
 async fn restaurant(
-    orders: Vec<Order>,
+    listener: StdListener,
+    shift: Shift,
     monitor: Option<TaskMonitor>,
-) -> Result<Vec<Plate>, BoxError> {
-    // Opening time is taken after the runtime is up. The pool's threads are
-    // started lazily, by the first chops, so that cost lands on the cooks.
-    let clock = Clock::open();
-    // The cooks are tasks on the event loop, as in `blocking-blocked`; only
-    // their chops leave it.
-    let mut kitchen = JoinSet::new();
-    for mut order in orders {
-        // The loop's thread never chops now, so it is free to notice this
-        // timer within a millisecond of the customer's arrival.
-        sleep_until(Instant::from_std(clock.at(order.arrival()))).await;
-        order.ring_up(&clock);
-        let cook = cook(order, clock);
-        match &monitor {
-            Some(monitor) => kitchen.spawn(monitor.instrument(cook)),
-            None => kitchen.spawn(cook),
-        };
+) -> Result<(), BoxError> {
+    // tokio takes over the std listener once it is non-blocking.
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    // The pool's threads start lazily, with the first chops, so opening
+    // does not wait for them.
+    shift.open();
+    // A JoinSet owns every customer's task: none outlives the restaurant.
+    let mut customers = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shift.closed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let monitor = monitor.clone();
+                    customers.spawn(attend(stream, shift.clone(), monitor));
+                }
+                // Never fatal: out of descriptors, a reset. Back off.
+                Err(e) => {
+                    eprintln!("blocking-spawn-blocking: accept failed: {e}");
+                    sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // Reap customers who have left, so the set stays small.
+            Some(_) = customers.join_next(), if !customers.is_empty() => {}
+        }
     }
+    // Closing time: refuse newcomers, let every customer inside finish.
+    drop(listener);
+    while customers.join_next().await.is_some() {}
+    Ok(())
+}
+// ANCHOR_END: accept
 
-    // The pass. A cook's chop panic comes back as the cook's own error,
-    // already naming its order, so no map of task ids is needed here.
-    let mut plates = Vec::with_capacity(kitchen.len());
-    while let Some(done) = kitchen.join_next().await {
-        // The outer `?` is a JoinError: the cook's own future panicked
-        // (outside any chop, which would be a bug) or was aborted (nothing
-        // aborts it while the JoinSet is alive). The inner one is the
-        // cook's error. Returning drops the JoinSet and aborts the rest.
-        plates.push(done??);
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, send it to a cook,
+/// and hand over the plate. `blocking-blocked`'s, but for the panic,
+/// which can now come from either of two places.
+async fn attend(
+    mut stream: TcpStream,
+    shift: Shift,
+    monitor: Option<TaskMonitor>,
+) {
+    // I/O errors on this connection are the customer's: they end the
+    // visit quietly.
+    let _ = async {
+        stream.write_all(wire::NEXT.as_bytes()).await?;
+        let (reader, mut writer) = stream.split();
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
+        let read = reader.read_line(&mut line);
+        let read = tokio::select! {
+            read = timeout(wire::PATIENCE, read) => {
+                read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
+            () = shift.closed() => return Ok(()),
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                let refusal = wire::error_line(&why);
+                return writer.write_all(refusal.as_bytes()).await;
+            }
+        };
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        let cooking = match &monitor {
+            Some(monitor) => tokio::spawn(monitor.instrument(cook(ticket))),
+            None => tokio::spawn(cook(ticket)),
+        };
+        // The outer JoinError is the cook's task (a panic outside a chop);
+        // the inner one a chop's, handed back by the pool. Either way the
+        // panic is here the moment it happens, where the order is known.
+        let reply = match cooking.await.and_then(|cooked| cooked) {
+            Ok(plate) => plate,
+            Err(e) if e.is_panic() => {
+                shift.cook_panicked(id, &*e.into_panic());
+                wire::error_line("the cook panicked")
+            }
+            // Cancelled: only at runtime shutdown, after every customer.
+            Err(e) => wire::error_line(&e.to_string()),
+        };
+        writer.write_all(reply.as_bytes()).await
     }
-    Ok(plates)
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate. Waiting
 /// happens on the event loop; every chop is sent to the blocking pool.
-async fn cook(order: Order, clock: Clock) -> Result<Plate, BoxError> {
-    let id = order.id();
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+async fn cook(ticket: Ticket) -> Result<String, JoinError> {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             Step::Chop(work) => {
                 // The closure runs on another thread, maybe after this
@@ -150,20 +221,12 @@ async fn cook(order: Order, clock: Clock) -> Result<Plate, BoxError> {
                 });
                 // While the pool chops, this cook is parked and the loop
                 // serves others. tokio catches a panic in the closure and
-                // hands it back here, where the order is known.
-                plate = chopping.await.map_err(|e| -> BoxError {
-                    if e.is_panic() {
-                        CookPanicked::new(id, &*e.into_panic()).into()
-                    } else {
-                        // Cancelled: only at runtime shutdown, which cannot
-                        // come before the cooks are done.
-                        e.into()
-                    }
-                })?;
+                // hands it back here as a JoinError.
+                plate = chopping.await?;
             }
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    Ok(plate.serve(&clock))
+    Ok(plate.serve())
 }
 // ANCHOR_END: cook

@@ -1,94 +1,215 @@
-//! The pattern of `blocking-yield-now` on its own, ready to copy: CPU work
-//! stays on a one-thread event loop but is cut into short slices, with
-//! `yield_now().await` between them, so no poll holds the thread for long
-//! (the rule of thumb: 10 to 100 µs between `.await`s). A heartbeat task
-//! that should tick every millisecond shows the loop stays responsive.
+//! The pattern of `blocking-yield-now` on its own, ready to copy: a TCP
+//! service on a one-thread event loop whose CPU work stays on the loop but
+//! is cut into short slices, with `yield_now().await` between them, so no
+//! poll holds the thread for long (the rule of thumb: 10 to 100 µs between
+//! `.await`s). An accept loop runs until told to stop; each connection is
+//! a task; each job is a task of its own, whose `JoinHandle` reports a
+//! panic; at shutdown the loop stops accepting and every accepted job is
+//! finished. A heartbeat task on the loop, which should tick every
+//! millisecond, shows that the loop stays responsive.
 //!
 //! ```text
 //! cargo run -p blocking-yield-now --example yield-now-pattern
 //! ```
 //!
-//! It needs only `tokio = { version = "1", features = ["rt", "time"] }`.
+//! It needs only `tokio = { version = "1", features = ["rt", "net",
+//! "io-util", "time", "macros", "sync"] }` and `socket2 = "0.6"` (for the
+//! listen backlog).
 
 use std::error::Error;
 use std::hint::black_box;
+use std::net::SocketAddr;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Builder;
+use tokio::sync::watch;
 use tokio::task::{JoinSet, yield_now};
 use tokio::time::sleep;
 
-/// How much work the whole job is, and how much one slice does. Tune the
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's and tokio's `bind`
+/// ask for 128, and a burst beyond that waits a second per dropped SYN.
+/// Returns a std listener: tokio takes it over inside the server's runtime.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// How much work one computation is, and how much one slice does. Tune the
 /// slice so that it takes at most about 100 µs in a release build.
-const STEPS: u64 = 3_000_000;
+const STEPS: u64 = 300_000;
 const SLICE: u64 = 20_000;
 
-/// One step of your CPU work; the whole job is `STEPS` of them.
-fn step(acc: u64, i: u64) -> u64 {
-    black_box(acc.wrapping_mul(31).wrapping_add(i))
+/// Steps `from..to` of your CPU work, carrying `acc` on.
+fn steps(acc: u64, from: u64, to: u64) -> u64 {
+    if from == 0 && acc == 13 {
+        panic!("unlucky job");
+    }
+    (from..to).fold(acc, |acc, i| {
+        black_box(acc.wrapping_mul(31).wrapping_add(i))
+    })
 }
 
-/// The job in one piece: what `handle` computes, slice by slice.
-fn compute(input: u64) -> u64 {
-    (0..STEPS).fold(input, step)
+/// The work in one piece: what `compute` does slice by slice, to check
+/// its answers against.
+fn in_one_piece(input: u64) -> u64 {
+    steps(input, 0, STEPS)
 }
 
-/// One job: some waiting, then the CPU work in slices. Its state (`acc`,
-/// `done`) lives in the future between slices.
-async fn handle(job: u64) -> u64 {
-    sleep(Duration::from_millis(2)).await;
-    let mut acc = job;
+/// The work in slices. Its state (`acc`, `done`) lives in the future
+/// between slices.
+async fn compute(input: u64) -> u64 {
+    let mut acc = input;
     let mut done = 0;
     while done < STEPS {
         let end = (done + SLICE).min(STEPS);
-        acc = (done..end).fold(acc, step);
+        acc = steps(acc, done, end);
         done = end;
-        // Hand the thread back: tokio runs whoever else is ready and
-        // checks its timers before polling this job again.
+        // Hand the thread back: tokio polls its I/O driver and timers and
+        // runs whoever else is ready before it polls this job again.
         yield_now().await;
     }
     acc
 }
 
-/// Ticks every millisecond; returns the longest gap between two ticks.
-async fn heartbeat() -> Duration {
-    let mut last = Instant::now();
-    let mut longest = Duration::ZERO;
-    for _ in 0..200 {
-        sleep(Duration::from_millis(1)).await;
-        longest = longest.max(last.elapsed());
-        last = Instant::now();
-    }
-    longest
+/// One job: some work, a wait (a query, a request), some more work, all
+/// on the loop, none of it for longer than a slice at a time.
+async fn job(input: u64) -> u64 {
+    let half = compute(input).await;
+    sleep(Duration::from_millis(20)).await;
+    compute(half).await
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Ticks every millisecond until `stop`; returns the longest gap between
+/// two ticks: how long the loop once went without looking at its timer.
+async fn heartbeat(mut stop: watch::Receiver<bool>) -> Duration {
+    let mut last = Instant::now();
+    let mut longest = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return longest,
+            () = sleep(Duration::from_millis(1)) => {
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+        }
+    }
+}
+
+/// The accept loop: a task per connection until `stop` says so, then
+/// every connection inside is finished.
+async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(handle(stream));
+                }
+                // Never fatal: out of descriptors, a reset. Back off.
+                Err(e) => {
+                    eprintln!("accept failed: {e}");
+                    sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// One connection: read `JOB <n>`, run the job as a task of its own, and
+/// answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
+async fn handle(mut stream: TcpStream) {
+    let (reader, mut writer) = stream.split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(reader).take(1024);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
+        // A panic in a slice unwinds through the job's task: a JoinError.
+        Some(Ok(n)) => match tokio::spawn(job(n)).await {
+            Ok(result) => format!("DONE {n} {result}\n"),
+            Err(e) if e.is_panic() => {
+                eprintln!("job {n} panicked");
+                format!("ERROR job {n} panicked\n")
+            }
+            Err(e) => format!("ERROR {e}\n"),
+        },
+        _ => "ERROR expected JOB <n>\n".to_owned(),
+    };
+    let _ = writer.write_all(reply.as_bytes()).await;
+}
+
+/// The server, on a thread of its own: one current-thread runtime runs
+/// the accept loop, every connection, every job and the heartbeat.
+fn server(
+    listener: std::net::TcpListener,
+    stop: watch::Receiver<bool>,
+) -> Result<Duration, BoxError> {
+    let runtime = Builder::new_current_thread()
+        .enable_io()
         .enable_time()
         .build()?;
-    let (results, stall) = runtime.block_on(async {
-        let heartbeat = tokio::spawn(heartbeat());
-        let mut jobs = JoinSet::new();
-        for job in 0..8u64 {
-            jobs.spawn(handle(job));
-        }
-        let mut results = Vec::new();
-        while let Some(done) = jobs.join_next().await {
-            // A panic in a slice unwinds through the task: a JoinError.
-            results.push(done?);
-        }
-        Ok::<_, Box<dyn Error + Send + Sync>>((results, heartbeat.await?))
-    })?;
+    runtime.block_on(async {
+        let listener = TcpListener::from_std(listener)?;
+        let heartbeat = tokio::spawn(heartbeat(stop.clone()));
+        serve(listener, stop).await;
+        Ok(heartbeat.await?)
+    })
+}
 
-    // Check the answer, not just that it ran: slicing changed nothing.
-    let mut expected: Vec<u64> = (0..8).map(compute).collect();
-    let mut got = results;
-    expected.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, expected);
+/// A client: sends one job, returns the answer.
+async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(format!("JOB {n}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let server = thread::spawn(move || server(listener, stopped));
+
+    // The clients, on a runtime of their own on this thread.
+    let clients = Builder::new_current_thread().enable_all().build()?;
+    clients.block_on(async {
+        let mut clients = JoinSet::new();
+        for n in 0..100 {
+            clients.spawn(async move { (n, ask(addr, n).await) });
+        }
+        while let Some(answer) = clients.join_next().await {
+            let (n, answer) = answer?;
+            let answer = answer?;
+            let expected = if n == 13 {
+                format!("ERROR job {n} panicked\n")
+            } else {
+                format!("DONE {n} {}\n", in_one_piece(in_one_piece(n)))
+            };
+            assert_eq!(answer, expected, "job {n}");
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    stop.send(true)?;
+    let stall = server.join().map_err(|_| "the server panicked")??;
     println!(
-        "{} jobs done, every result checked; the 1 ms heartbeat's longest \
-         gap was {stall:.1?}",
-        got.len()
+        "100 jobs answered, the panicking one with an error; the 1 ms \
+         heartbeat's longest gap was {stall:.1?}"
     );
     Ok(())
 }

@@ -1,38 +1,74 @@
-//! The pattern of `parallelism-processes` on its own, ready to copy: a
-//! program starts copies of itself as workers, writes one job per line to a
-//! free worker's stdin, and reads one result per line from each worker's
-//! stdout on a thread of its own. Closing a worker's stdin tells it to
-//! leave; a `Drop` kills and reaps any worker still running, so no way out
-//! of `main` leaves a child behind.
+//! The pattern of `parallelism-processes` on its own, ready to copy: a TCP
+//! service whose work runs in worker processes, copies of the program
+//! itself. One thread accepts connections and reads each job; a
+//! dispatcher writes it, one line, to a free worker's stdin, and answers
+//! the client when the worker's line comes back on its stdout, read by a
+//! thread per worker. A worker catches a panicking job and says so, and
+//! the client gets an error. At shutdown the accept loop stops, every
+//! accepted job is answered, closing their stdin tells the workers to
+//! leave, and a `Drop` kills and reaps any worker still running.
 //!
 //! ```text
 //! cargo run -p parallelism-processes --example processes-pattern
 //! ```
 //!
-//! It needs only the standard library: the lines are plain numbers. (For
-//! structured messages, put `serde_json` at both ends, as the crate does.)
+//! It needs only the standard library and `socket2 = "0.6"` (for the
+//! listen backlog). For structured messages, put `serde_json` at both
+//! ends, as the crate does.
 
+use std::collections::VecDeque;
 use std::error::Error;
-use std::io::{self, BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
 use std::{env, thread};
+
+use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
-/// Stands in for your CPU work, run in a worker process.
+/// Binds with a listen backlog sized for bursts: std's `bind` asks for
+/// 128, and a burst beyond that waits a second per dropped SYN.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Stands in for your CPU work.
 fn compute(input: u64) -> u64 {
+    if input == 13 {
+        panic!("unlucky job");
+    }
     (0..20_000u64).fold(input, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
 }
 
-/// The worker role: a job per line in, `job result` per line out, until
-/// stdin closes.
+/// One job: some work, a wait (the whole process waits), more work.
+fn job(input: u64) -> u64 {
+    let half = compute(input);
+    thread::sleep(Duration::from_millis(5));
+    compute(half)
+}
+
+/// The worker role: a job per line in; `n result`, or `n PANIC`, per line
+/// out, until stdin closes.
 fn worker() -> Result<(), BoxError> {
     let mut out = io::stdout().lock();
     for line in io::stdin().lock().lines() {
-        let job: u64 = line?.trim().parse()?;
-        writeln!(out, "{job} {}", compute(job))?;
-        out.flush()?; // the parent is waiting for this line
+        let n: u64 = line?.trim().parse()?;
+        // Caught here, the process lives on to take the next job.
+        match panic::catch_unwind(|| job(n)) {
+            Ok(result) => writeln!(out, "{n} {result}")?,
+            Err(_) => writeln!(out, "{n} PANIC")?,
+        }
+        out.flush()?; // the server is waiting for this line
     }
     Ok(())
 }
@@ -49,15 +85,29 @@ impl Drop for Workers {
     }
 }
 
-fn main() -> Result<(), BoxError> {
-    if env::args().nth(1).as_deref() == Some("--worker") {
-        return worker();
-    }
-    let count = thread::available_parallelism().map_or(2, |n| n.get());
+/// What the dispatcher hears, from the acceptor or a worker's reader.
+enum Event {
+    Job(u64, TcpStream),
+    /// Worker `usize`'s line; `None` when its stdout ended.
+    Line(usize, Option<String>),
+    Closing,
+}
+
+/// The service: `count` workers, the accept loop on this thread until
+/// `stop` (then a connection wakes it), every accepted job answered.
+fn serve(
+    listener: TcpListener,
+    count: usize,
+    stop: &AtomicBool,
+) -> Result<(), BoxError> {
     let me = env::current_exe()?;
     let mut workers = Workers(Vec::new());
-    let (mut inputs, mut readers) = (Vec::new(), Vec::new());
-    let (results_tx, results) = mpsc::channel();
+    let mut inputs = Vec::new();
+    // One channel for the acceptor and every reader: std's `mpsc` has no
+    // `select`, so the dispatcher waits on one channel for all of them.
+    // Unbounded: each job in it holds a connection, and the OS caps those.
+    let (events, inbox) = mpsc::channel();
+    let mut readers = Vec::new();
     for w in 0..count {
         let mut child = Command::new(&me)
             .arg("--worker")
@@ -67,43 +117,47 @@ fn main() -> Result<(), BoxError> {
         inputs.push(child.stdin.take().ok_or("no stdin pipe")?);
         let stdout = BufReader::new(child.stdout.take().ok_or("no pipe")?);
         workers.0.push(child);
-        // A reader per worker: each line is a result; `None` means the
-        // worker's stdout ended, so the worker is gone.
-        let results_tx = results_tx.clone();
+        // A reader per worker: std cannot wait on several pipes at once.
+        let events = events.clone();
         readers.push(thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
-                if results_tx.send((w, Some(line))).is_err() {
+                if events.send(Event::Line(w, Some(line))).is_err() {
                     return;
                 }
             }
-            let _ = results_tx.send((w, None));
+            let _ = events.send(Event::Line(w, None));
         }));
     }
+    let dispatcher = thread::spawn(move || dispatch(inputs, &inbox));
 
-    let mut jobs = 0..100u64;
-    let mut busy = vec![false; count];
-    let mut answers = Vec::new();
-    loop {
-        // Give a job to every free worker, one at a time each.
-        for (w, input) in inputs.iter_mut().enumerate() {
-            if !busy[w]
-                && let Some(job) = jobs.next()
-            {
-                writeln!(input, "{job}")?;
-                busy[w] = true;
+    // Accept one client at a time, read its job, hand it on.
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match stream {
+            Ok(stream) => {
+                if let Some(n) = read_job(&stream)
+                    && events.send(Event::Job(n, stream)).is_err()
+                {
+                    break; // the dispatcher failed; `join` says why
+                }
+            }
+            // Never fatal: out of descriptors, a reset. Back off.
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
             }
         }
-        if !busy.contains(&true) {
-            break; // no job left, none in flight
-        }
-        // Returning early drops `workers`, which kills the others.
-        let (w, line) = results.recv()?;
-        let line = line.ok_or_else(|| format!("worker {w} died"))?;
-        let (job, value) = line.split_once(' ').ok_or("a malformed line")?;
-        answers.push((job.parse::<u64>()?, value.parse::<u64>()?));
-        busy[w] = false;
     }
-    drop(inputs); // closing their stdin ends the workers' loops
+    // Stop accepting; the readers hold senders too, so the channel stays
+    // open and the dispatcher is told in so many words.
+    drop(listener);
+    let _ = events.send(Event::Closing);
+    drop(events);
+    // Returning early drops `workers`, which kills them all.
+    dispatcher.join().map_err(|_| "the dispatcher panicked")??;
+    // The dispatcher dropped their stdins: each worker's loop has ended.
     for child in &mut workers.0 {
         let status = child.wait()?;
         if !status.success() {
@@ -113,11 +167,112 @@ fn main() -> Result<(), BoxError> {
     for reader in readers {
         reader.join().map_err(|_| "a reader panicked")?;
     }
-    // Check the answer, not just that it ran.
-    answers.sort_unstable();
-    let expected: Vec<(u64, u64)> = (0..100).map(|j| (j, compute(j))).collect();
-    assert_eq!(answers, expected);
-    let done = answers.len();
-    println!("{done} jobs done in {count} processes, every result checked");
+    Ok(())
+}
+
+/// Reads `JOB <n>` from a client; a bad line is answered at once.
+fn read_job(mut stream: &TcpStream) -> Option<u64> {
+    // A silent client must not hold the only acceptor for ever.
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .take(1024)
+        .read_line(&mut line)
+        .ok()?;
+    let job = line.trim().strip_prefix("JOB ").map(str::parse);
+    if let Some(Ok(n)) = job {
+        return Some(n);
+    }
+    let _ = stream.write_all(b"ERROR expected JOB <n>\n");
+    None
+}
+
+/// Gives each job to a free worker, one at a time each, and answers its
+/// client when the worker's line comes back.
+fn dispatch(
+    mut inputs: Vec<ChildStdin>,
+    inbox: &Receiver<Event>,
+) -> Result<(), BoxError> {
+    let mut queue = VecDeque::new();
+    let mut busy: Vec<Option<TcpStream>> =
+        inputs.iter().map(|_| None).collect();
+    let mut closing = false;
+    loop {
+        // Only a free worker gets a job, so a pipe holds at most one line
+        // and the write never blocks.
+        for (w, input) in inputs.iter_mut().enumerate() {
+            if busy[w].is_none()
+                && let Some((n, client)) = queue.pop_front()
+            {
+                writeln!(input, "{n}")?;
+                busy[w] = Some(client);
+            }
+        }
+        if closing && queue.is_empty() && busy.iter().all(Option::is_none) {
+            return Ok(()); // dropping `inputs` closes every worker's stdin
+        }
+        match inbox.recv()? {
+            Event::Job(n, client) => queue.push_back((n, client)),
+            Event::Closing => closing = true,
+            Event::Line(w, line) => {
+                // No worker should die here: give up, and `serve` returning
+                // drops `Workers`, which kills the rest. (The crate hands a
+                // dead worker's order to another one instead.)
+                let line = line.ok_or_else(|| format!("worker {w} died"))?;
+                let mut client = busy[w].take().ok_or("a line out of turn")?;
+                let reply = match line.split_once(' ') {
+                    Some((n, "PANIC")) => {
+                        eprintln!("job {n} panicked"); // seen when it fails
+                        format!("ERROR job {n} panicked\n")
+                    }
+                    Some((n, result)) => format!("DONE {n} {result}\n"),
+                    None => return Err(format!("bad line: {line:?}").into()),
+                };
+                // A client who left has only lost their own answer.
+                let _ = client.write_all(reply.as_bytes());
+            }
+        }
+    }
+}
+
+/// A client: sends one job, returns the answer.
+fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.write_all(format!("JOB {n}\n").as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    if env::args().nth(1).as_deref() == Some("--worker") {
+        return worker();
+    }
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = thread::available_parallelism().map_or(2, |n| n.get());
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || serve(listener, count, &stop))
+    };
+
+    let clients: Vec<_> = (0..100u64)
+        .map(|n| thread::spawn(move || (n, ask(addr, n))))
+        .collect();
+    for client in clients {
+        let (n, answer) = client.join().map_err(|_| "a client panicked")?;
+        let expected = if n == 13 {
+            format!("ERROR job {n} panicked\n")
+        } else {
+            format!("DONE {n} {}\n", compute(compute(n)))
+        };
+        assert_eq!(answer?, expected, "job {n}");
+    }
+    // Stop, and knock once so the blocked `accept` returns and sees it.
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(addr);
+    server.join().map_err(|_| "the server panicked")??;
+    println!("100 jobs answered by {count} processes, 1 with an error");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Test hooks of the worker role: environment variables that make a worker
 //! misbehave on cue, so the tests can show how the parent copes. Only the
 //! worker role reads them, and a normal run sets none of them. The tests
-//! set them on the worker's `Command` (`serve_with`), never on a user's run.
+//! set them on the worker's `Command` (`serve_with`), or on a server's
+//! environment, which its workers inherit; never on a user's run.
 //!
 //! | variable | the worker… |
 //! |---|---|

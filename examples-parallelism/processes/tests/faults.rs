@@ -1,25 +1,28 @@
 //! Faults only a pool of processes has, each made to happen on cue by the
 //! worker's test hooks (`src/hooks.rs`): a worker killed mid-order, a
 //! worker that aborts on an order, every worker dying, a worker that sends
-//! garbage; and a panicking cook. Every run must end within a time limit,
-//! with the result the documented policy promises, and leave no worker
-//! behind, not even a zombie.
+//! garbage, the server itself killed; and a panicking cook. Every night
+//! must end within a time limit, with the result the documented policy
+//! promises, every customer answered, and no worker left behind, not even
+//! a zombie.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use parallelism_processes::{TRIES, serve_with, worker_command};
-use restaurant::conformance::scaled_workload;
-use restaurant::{Plate, Preset, Workload, verify};
+use parallelism_processes::{MODEL, TRIES, serve_with, worker_command};
+use restaurant::conformance::{Server, scaled_workload};
+use restaurant::customers::{Night, Visit};
+use restaurant::{Model, Preset, Workload, verify};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_parallelism-processes");
 
-/// Far below the minute a stalled worker waits: a run that beats it did not
-/// wait the stall out.
+/// Far below the minute a stalled worker waits: a night that beats it did
+/// not wait the stall out.
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A small lunch rush, time-scaled to run in well under a second.
@@ -27,52 +30,94 @@ fn workload(orders: usize) -> Workload {
     scaled_workload(Preset::LunchRush, orders, 1)
 }
 
-/// An empty scratch directory of this test's own, for the workers' pids.
+/// Where the workers of test `name` leave their pids.
+fn pid_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("faults-{name}-{}", std::process::id()))
+}
+
+/// Empties [`pid_dir`] for test `name`.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("faults-{name}-{}", std::process::id()));
+    let dir = pid_dir(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("the target directory is writable");
     dir
 }
 
-/// Starts serving `workload` on a thread of its own, with workers that
-/// leave their pids in `pids` and run with the hooks `env`.
-fn start(
-    workload: &Workload,
-    cooks: usize,
-    pids: &Path,
-    env: &[(&str, &str)],
-) -> Receiver<Result<Vec<Plate>, String>> {
+/// The workers of test `name`: the crate's binary, leaving their pids in
+/// [`pid_dir`], with the hooks `env`. (`Model::serve` is a plain `fn`, so
+/// each test's model is a closure that captures nothing and calls this.)
+fn hooked(name: &str, env: &[(&str, &str)]) -> Command {
     let mut worker = worker_command(Path::new(BINARY));
     worker
-        .env("PROCESSES_WORKER_PIDS", pids)
+        .env("PROCESSES_WORKER_PIDS", pid_dir(name))
         .envs(env.iter().copied());
-    let orders = workload.to_orders();
-    let (done, result) = mpsc::channel();
-    thread::spawn(move || {
-        let outcome = serve_with(worker, orders, cooks);
-        let _ = done.send(outcome.map_err(|e| e.to_string()));
-    });
-    result
+    worker
 }
 
-/// Waits for the run started by [`start`], at most [`LIMIT`].
-fn finish(
-    run: &Receiver<Result<Vec<Plate>, String>>,
-) -> Result<Vec<Plate>, String> {
-    run.recv_timeout(LIMIT)
-        .unwrap_or_else(|e| panic!("no result within {LIMIT:?} ({e})"))
+/// What came of one night.
+#[derive(Debug)]
+struct Outcome {
+    /// What the customers saw.
+    night: Night,
+    /// The panics the model reported.
+    faults: Vec<String>,
+    /// What `serve` returned.
+    served: Result<(), String>,
+}
+
+/// Serves `workload` with `model` on a loopback port, closing once every
+/// customer is rung up or turned away. The kit bounds every wait.
+fn night(model: &Model, cooks: usize, workload: &Workload) -> Outcome {
+    let server = Server::start(model, cooks).unwrap_or_else(|e| panic!("{e}"));
+    let night = server
+        .customers(workload)
+        .unwrap_or_else(|e| panic!("the customers: {e}"));
+    let faults = server.shift().faults();
+    let served = server.finish();
+    Outcome {
+        night,
+        faults,
+        served,
+    }
+}
+
+/// Order `id`'s customer was told `ERROR …` with `why`, and got no plate.
+fn assert_turned_away(visit: &Visit, id: usize, why: &str) {
+    assert!(
+        visit.digest.is_none()
+            && visit
+                .trouble
+                .as_deref()
+                .is_some_and(|t| t.contains("turned away") && t.contains(why)),
+        "order {id} should be turned away ({why}): {visit:?}"
+    );
+}
+
+/// Every order of `ids` was served.
+fn assert_served(night: &Night, ids: impl IntoIterator<Item = usize>) {
+    for id in ids {
+        let visit = &night.visits[id];
+        assert!(
+            visit.digest.is_some() && visit.trouble.is_none(),
+            "order {id} was not served: {visit:?}"
+        );
+    }
+}
+
+/// The pids the workers left in `dir`.
+fn worker_pids(dir: &Path) -> Vec<u32> {
+    fs::read_dir(dir)
+        .expect("the pid directory exists")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Every worker that started left its pid in `dir`: there must be
 /// `workers` of them, and none may exist any more, not even as a zombie
 /// (a zombie keeps its /proc entry until it is reaped).
 fn assert_all_reaped(dir: &Path, workers: usize) {
-    let pids: Vec<u32> = fs::read_dir(dir)
-        .expect("the pid directory exists")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let pids = worker_pids(dir);
     assert_eq!(pids.len(), workers, "workers started: {pids:?}");
     if cfg!(target_os = "linux") {
         for pid in pids {
@@ -86,39 +131,46 @@ fn assert_all_reaped(dir: &Path, workers: usize) {
 #[cfg(unix)]
 #[test]
 fn a_worker_killed_mid_order_loses_nothing() {
-    const STALLED: &str = "10";
     let dir = scratch("kill");
-    let workload = workload(64);
-    let began = Instant::now();
-    let run = start(
-        &workload,
-        2,
-        &dir,
-        &[("PROCESSES_WORKER_STALL_ON", STALLED)],
-    );
     // The worker handed order 10 writes its pid, then waits a minute before
     // cooking: it is certainly mid-order when it is killed.
-    let stalled = dir.join("stalled");
-    let pid = loop {
-        let text = fs::read_to_string(&stalled).unwrap_or_default();
-        if let Ok(pid) = text.parse::<u32>() {
-            break pid;
-        }
-        assert!(began.elapsed() < LIMIT, "no worker took order {STALLED}");
-        thread::sleep(Duration::from_millis(5));
+    let model = Model {
+        serve: |listener, cooks, shift| {
+            let worker = hooked("kill", &[("PROCESSES_WORKER_STALL_ON", "10")]);
+            serve_with(worker, listener, cooks, shift)
+        },
+        ..MODEL
     };
-    let killed = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("kill(1) runs");
-    assert!(killed.success(), "kill -KILL {pid} failed");
+    let workload = workload(64);
+    let began = Instant::now();
+    let outcome = thread::scope(|scope| {
+        scope.spawn(|| {
+            let stalled = dir.join("stalled");
+            let pid = loop {
+                let text = fs::read_to_string(&stalled).unwrap_or_default();
+                if let Ok(pid) = text.parse::<u32>() {
+                    break pid;
+                }
+                assert!(began.elapsed() < LIMIT, "no worker took order 10");
+                thread::sleep(Duration::from_millis(5));
+            };
+            let killed = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .expect("kill(1) runs");
+            assert!(killed.success(), "kill -KILL {pid} failed");
+        });
+        night(&model, 2, &workload)
+    });
 
     // The policy: the order goes to the live worker, and nothing is lost.
-    let plates = finish(&run).expect("a killed worker costs no order");
-    let checksum = verify(&workload, &plates).expect("every plate checks");
+    outcome.served.expect("a killed worker costs no order");
+    let checksum =
+        verify(&workload, &outcome.night).expect("every plate checks");
     assert_eq!(checksum, workload.expected_checksum());
+    assert!(outcome.faults.is_empty(), "{:?}", outcome.faults);
     assert!(began.elapsed() < LIMIT, "the stall was waited out");
-    // The killed worker, its replacement's... every worker: 2 started.
+    // The killed worker, the one that took its order on: 2 started.
     assert_all_reaped(&dir, 2);
 }
 
@@ -127,34 +179,49 @@ fn an_order_that_kills_its_workers_is_lost_and_named() {
     let dir = scratch("abort");
     // Every worker aborts on order 3: it kills `TRIES` workers, then is
     // given up; the third worker serves the rest.
+    let model = Model {
+        serve: |listener, cooks, shift| {
+            let worker = hooked("abort", &[("PROCESSES_WORKER_ABORT_ON", "3")]);
+            serve_with(worker, listener, cooks, shift)
+        },
+        ..MODEL
+    };
     let cooks = TRIES + 1;
-    let run = start(
-        &workload(7),
-        cooks,
-        &dir,
-        &[("PROCESSES_WORKER_ABORT_ON", "3")],
-    );
-    let error = finish(&run).expect_err("order 3 cannot be served");
+    let outcome = night(&model, cooks, &workload(7));
+    let error = outcome.served.expect_err("order 3 cannot be served");
     assert!(error.contains("order 3 ("), "{error}");
     assert!(error.contains("lost"), "{error}");
     assert!(!error.contains("every worker"), "{error}");
     assert!(!error.contains("order 4"), "only order 3 is lost: {error}");
+    // It was tried `TRIES` times, and each death is named.
+    assert_eq!(error.matches(" ended (").count(), TRIES, "{error}");
+    // Its customer heard at once; everyone else was served.
+    assert_turned_away(&outcome.night.visits[3], 3, "cooks died");
+    assert_served(&outcome.night, (0..7).filter(|&id| id != 3));
     assert_all_reaped(&dir, cooks);
 }
 
 #[test]
-fn when_every_worker_dies_the_run_ends_naming_the_lost_orders() {
+fn when_every_worker_dies_the_server_stops_naming_the_lost_orders() {
     for cooks in 1..=TRIES {
         let dir = scratch(&format!("all-die-{cooks}"));
-        let run = start(
-            &workload(7),
-            cooks,
-            &dir,
-            &[("PROCESSES_WORKER_ABORT_ON", "3")],
-        );
-        let error = finish(&run).expect_err("nobody is left to cook");
+        let model = Model {
+            serve: |listener, cooks, shift| {
+                let name = format!("all-die-{cooks}");
+                let abort = [("PROCESSES_WORKER_ABORT_ON", "3")];
+                serve_with(hooked(&name, &abort), listener, cooks, shift)
+            },
+            ..MODEL
+        };
+        let outcome = night(&model, cooks, &workload(7));
+        let error = outcome.served.expect_err("nobody is left to cook");
         assert!(error.contains("every worker process has died"), "{error}");
         assert!(error.contains("order 3 (worker"), "{error}");
+        // The orders before 3 were cooked before it killed anyone; 3's
+        // customer is told, not left hanging. (The customers returned at
+        // all: none of them waits for ever.)
+        assert_served(&outcome.night, 0..3);
+        assert!(outcome.night.visits[3].trouble.is_some());
         assert_all_reaped(&dir, cooks);
     }
 }
@@ -162,26 +229,126 @@ fn when_every_worker_dies_the_run_ends_naming_the_lost_orders() {
 #[test]
 fn a_malformed_line_is_a_protocol_error_naming_the_worker() {
     let dir = scratch("garble");
-    let run = start(
-        &workload(7),
-        2,
-        &dir,
-        &[("PROCESSES_WORKER_GARBLE_ON", "3")],
-    );
-    let error = finish(&run).expect_err("garbage cannot be a plate");
+    let model = Model {
+        serve: |listener, cooks, shift| {
+            let garble = [("PROCESSES_WORKER_GARBLE_ON", "3")];
+            serve_with(hooked("garble", &garble), listener, cooks, shift)
+        },
+        ..MODEL
+    };
+    let outcome = night(&model, 2, &workload(7));
+    let error = outcome.served.expect_err("garbage cannot be a plate");
     assert!(error.contains("protocol error: worker"), "{error}");
     assert!(error.contains("(pid "), "{error}");
     assert!(error.contains("\"this is not a reply\""), "{error}");
+    assert_turned_away(&outcome.night.visits[3], 3, "the kitchen closed");
     assert_all_reaped(&dir, 2);
 }
 
 #[test]
-fn a_panicking_cook_is_named_and_every_worker_reaped() {
+fn a_panicking_cook_is_named_and_the_server_serves_on() {
+    // A seed of this test's own: the fault is keyed by the order's start
+    // value, so the other tests' orders 3 do not panic.
+    const SEED: u64 = 9_001;
     let dir = scratch("panic");
-    let mut workload = workload(7);
-    assert!(workload.inject_fault(3));
-    let run = start(&workload, 2, &dir, &[]);
-    let error = finish(&run).expect_err("order 3's cook panicked");
-    assert!(error.contains("the cook of order 3 panicked"), "{error}");
+    restaurant::fault::inject(Workload::start_for(Preset::LunchRush, SEED, 3));
+    let model = Model {
+        serve: |listener, cooks, shift| {
+            serve_with(hooked("panic", &[]), listener, cooks, shift)
+        },
+        ..MODEL
+    };
+    let workload = scaled_workload(Preset::LunchRush, 7, SEED);
+    let outcome = night(&model, 2, &workload);
+    outcome
+        .served
+        .expect("a panicking cook does not stop the server");
+    assert!(
+        outcome.faults.len() == 1
+            && outcome.faults[0].contains("the cook of order 3 panicked"),
+        "{:?}",
+        outcome.faults
+    );
+    assert_turned_away(&outcome.night.visits[3], 3, "the cook panicked");
+    assert_served(&outcome.night, (0..7).filter(|&id| id != 3));
+    // The worker caught the panic and lived on: still 2 workers.
     assert_all_reaped(&dir, 2);
+}
+
+/// A child process killed and reaped when dropped, so a failing test
+/// leaves no server running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether process `pid` is gone: no /proc entry, or a zombie that only
+/// waits for whoever adopted it to reap it.
+#[cfg(target_os = "linux")]
+fn is_gone(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // "pid (comm) S …": the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, s)| s.trim().chars().next());
+    matches!(state, Some('Z' | 'X'))
+}
+
+/// `kill -9` on the server, where no `Drop` runs, while a worker is in the
+/// middle of an order (stalled for a minute, not reading its stdin): the
+/// kernel must kill the workers with it, at once.
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_die_with_a_killed_server() {
+    let dir = scratch("orphans");
+    let child = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--cooks", "2"])
+        .env("PROCESSES_WORKER_PIDS", &dir)
+        .env("PROCESSES_WORKER_STALL_ON", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut server = Killed(child);
+    // "<name>: listening on ADDR with K cooks; …": the workers are up.
+    let stderr = server.0.stderr.take().expect("stderr is piped");
+    let mut line = String::new();
+    let _ = BufReader::new(stderr).read_line(&mut line);
+    let door: SocketAddr = line
+        .split_once("listening on ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+
+    // One customer, order 0: the worker handed it stalls.
+    let mut customer = TcpStream::connect(door).expect("the door opens");
+    customer
+        .write_all(workload(1).orders()[0].line().as_bytes())
+        .expect("the order is said");
+    let began = Instant::now();
+    let stalled = dir.join("stalled");
+    while !fs::read_to_string(&stalled).is_ok_and(|t| !t.is_empty()) {
+        assert!(began.elapsed() < LIMIT, "no worker took order 0");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let pids = worker_pids(&dir);
+    assert_eq!(pids.len(), 2, "workers started: {pids:?}");
+
+    drop(server); // SIGKILL, and reaped
+    let killed = Instant::now();
+    while !pids.iter().all(|&pid| is_gone(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "workers {pids:?} outlived their server"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    drop(customer);
+    let _ = fs::remove_dir_all(&dir);
 }

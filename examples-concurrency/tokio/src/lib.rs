@@ -72,7 +72,10 @@ pub fn serve(
 
 // ANCHOR: accept
 /// The door: accepts customers until closing time, a task for each.
-async fn restaurant(listener: StdListener, shift: Shift) -> Result<(), BoxError> {
+async fn restaurant(
+    listener: StdListener,
+    shift: Shift,
+) -> Result<(), BoxError> {
     // tokio takes over a std listener, already bound with its backlog
     // sized (`restaurant::door::bind`), once it is non-blocking.
     listener.set_nonblocking(true)?;
@@ -133,7 +136,9 @@ async fn attend(mut stream: TcpStream, shift: Shift) {
             Heard::Order(ticket) => ticket,
             Heard::HungUp => return Ok(()),
             Heard::Refused(why) => {
-                return writer.write_all(wire::error_line(&why).as_bytes()).await;
+                return writer
+                    .write_all(wire::error_line(&why).as_bytes())
+                    .await;
             }
         };
         // The till's own chop is short: fine on a worker thread.

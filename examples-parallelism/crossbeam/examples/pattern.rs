@@ -1,95 +1,194 @@
-//! The pattern of `parallelism-crossbeam` on its own, ready to copy: scoped
-//! worker threads share one bounded crossbeam channel of jobs (every
-//! worker holds a clone of the receiver, no `Mutex`); results come back on
-//! a second bounded channel; the loop that hands out jobs waits with
-//! `select!`, taking results meanwhile, so two full channels cannot
-//! deadlock. Dropping the senders, in the right order, shuts it down.
+//! The pattern of `parallelism-crossbeam` on its own, ready to copy: a
+//! blocking TCP service on scoped worker threads that share one bounded
+//! crossbeam channel of jobs (every worker holds a clone of the receiver,
+//! no `Mutex`). One thread accepts connections and reads each request; the
+//! job, with its connection, goes on the channel; a worker runs it,
+//! catches its panic the moment it happens, and answers on the
+//! connection. When the channel is full, accepting waits: clients queue in
+//! the kernel's backlog, not in the server's memory. To stop: raise a
+//! flag, knock on the door so that `accept` returns, then drop the
+//! channel's sender; the scope joins the workers once they have emptied
+//! it.
 //!
 //! ```text
 //! cargo run -p parallelism-crossbeam --example crossbeam-pattern
 //! ```
 //!
-//! It needs only `crossbeam-channel = "0.5"`.
+//! It needs only `crossbeam-channel = "0.5"` and `socket2 = "0.6"` (for
+//! the listen backlog).
 
 use std::error::Error;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{at, bounded, select};
+use crossbeam_channel::{Receiver, bounded};
+use socket2::{Domain, Socket, Type};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's `bind` asks for
+/// 128, and a burst beyond that waits a second per dropped SYN.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
 
 /// Stands in for your CPU work.
 fn compute(input: u64) -> u64 {
+    if input == 13 {
+        panic!("unlucky job");
+    }
     (0..20_000u64).fold(input, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
 }
 
-/// Stands in for blocking waiting: it holds the thread.
-fn wait_for_io() {
+/// One job: some work, a wait (a query, a request), some more work. The
+/// wait holds the worker's thread: no other job can use it meanwhile.
+fn job(input: u64) -> u64 {
+    let half = compute(input);
     thread::sleep(Duration::from_millis(5));
-}
-
-fn handle(job: u64) -> u64 {
-    let half = compute(job);
-    wait_for_io();
     compute(half)
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let workers = thread::available_parallelism().map_or(2, |n| n.get());
-    let results = thread::scope(|s| {
-        // Made inside the scope, so an early return drops them before the
-        // scope joins the workers.
-        let (jobs_tx, jobs_rx) = bounded::<u64>(workers);
-        let (results_tx, results_rx) = bounded(workers);
-        for _ in 0..workers {
-            let (jobs_rx, results_tx) = (jobs_rx.clone(), results_tx.clone());
-            s.spawn(move || {
-                for job in jobs_rx {
-                    let result =
-                        panic::catch_unwind(AssertUnwindSafe(|| handle(job)))
-                            .map_err(|_| job);
-                    if results_tx.send(result).is_err() {
-                        return;
+/// A job on the queue, with the connection its answer goes back on.
+type Work = (u64, TcpStream);
+
+/// The server: starts `workers` scoped threads, accepts on the calling
+/// thread until `stop` is raised, then finishes every accepted job.
+fn serve(
+    listener: TcpListener,
+    workers: usize,
+    stop: &AtomicBool,
+) -> Result<(), BoxError> {
+    // The scope joins every worker before it returns: none outlives
+    // `serve`, and they may borrow from it.
+    thread::scope(|s| {
+        // Made inside the scope, so an early return (`?`) drops the
+        // channel before the scope joins the workers, and they leave.
+        // Bounded, one job per worker: beyond that, accepting waits.
+        let (queue, jobs) = bounded::<Work>(workers);
+        let mut pool = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let jobs = jobs.clone();
+            let worker = thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn_scoped(s, move || work(&jobs))?;
+            pool.push(worker);
+        }
+        drop(jobs); // only the workers take jobs
+        // `accept` blocks; whoever raises `stop` connects once to wake it.
+        for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match stream {
+                Ok(stream) => {
+                    if let Some(work) = read_job(stream) {
+                        // Waits while the channel is full; fails only if
+                        // every worker is gone.
+                        queue.send(work)?;
                     }
                 }
-            });
-        }
-        drop(results_tx); // else `results_rx` never ends: we hold a sender
-
-        let mut results = Vec::new();
-        let opening = Instant::now();
-        for job in 0..100u64 {
-            // A job arrives every millisecond; take results while waiting.
-            let arrival = at(opening + Duration::from_millis(job));
-            loop {
-                select! {
-                    recv(arrival) -> _ => break,
-                    recv(results_rx) -> r => results.extend(r),
-                }
-            }
-            // Hand the job over; while the queue is full, take results.
-            loop {
-                select! {
-                    send(jobs_tx, job) -> sent => { sent?; break; }
-                    recv(results_rx) -> r => results.extend(r),
+                // Never fatal: out of descriptors, a reset. Back off.
+                Err(e) => {
+                    eprintln!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(10));
                 }
             }
         }
-        drop(jobs_tx); // workers leave once the queue is empty
-        results.extend(results_rx.iter()); // ends when the last worker left
-        Ok::<_, Box<dyn Error + Send + Sync>>(results)
-    })?; // the scope has joined every worker here
+        // Refuse newcomers, then close the channel: the workers leave
+        // once it is empty, so every accepted job is done.
+        drop(listener);
+        drop(queue);
+        for worker in pool {
+            worker
+                .join()
+                .map_err(|_| "a worker panicked outside a job")?;
+        }
+        Ok(())
+    })
+}
 
-    let mut values = Vec::with_capacity(results.len());
-    for result in results {
-        values.push(result.map_err(|job| format!("job {job} panicked"))?);
+/// Reads `JOB <n>` from one connection, on the accepting thread: a slow
+/// client holds up the next, so its patience is bounded.
+fn read_job(mut stream: TcpStream) -> Option<Work> {
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .take(1024)
+        .read_line(&mut line)
+        .ok()?;
+    match line.trim().strip_prefix("JOB ").map(str::parse) {
+        Some(Ok(n)) => Some((n, stream)),
+        _ => {
+            let _ = stream.write_all(b"ERROR expected JOB <n>\n");
+            None
+        }
     }
-    // Check the answer, not just that it ran.
-    let mut expected: Vec<u64> =
-        (0..100).map(|j| compute(compute(j))).collect();
-    expected.sort_unstable();
-    values.sort_unstable();
-    assert_eq!(values, expected);
-    println!("{} jobs done, every result checked", values.len());
+}
+
+/// A worker: takes jobs until the channel is closed and empty.
+fn work(jobs: &Receiver<Work>) {
+    // Every worker iterates the same receiver; each job goes to one.
+    for (n, mut stream) in jobs {
+        // Caught here, where the job is known: the thread lives on, and
+        // the client hears at once.
+        let reply = match panic::catch_unwind(AssertUnwindSafe(|| job(n))) {
+            Ok(result) => format!("DONE {n} {result}\n"),
+            Err(_) => {
+                eprintln!("job {n} panicked");
+                format!("ERROR job {n} panicked\n")
+            }
+        };
+        // A client who left has only lost their own answer.
+        let _ = stream.write_all(reply.as_bytes());
+    }
+}
+
+/// A client: sends one job, returns the answer.
+fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.write_all(format!("JOB {n}\n").as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr()?;
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || serve(listener, workers, &stop))
+    };
+
+    let clients: Vec<_> = (0..100)
+        .map(|n| thread::spawn(move || (n, ask(addr, n))))
+        .collect();
+    for client in clients {
+        let (n, answer) = client.join().map_err(|_| "a client panicked")?;
+        let expected = if n == 13 {
+            format!("ERROR job {n} panicked\n")
+        } else {
+            format!("DONE {n} {}\n", compute(compute(n)))
+        };
+        assert_eq!(answer?, expected, "job {n}");
+    }
+
+    // Stop: raise the flag, then knock so that `accept` returns and sees
+    // it. (Were the knock refused, the server would be gone already.)
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(addr);
+    server.join().map_err(|_| "the server panicked")??;
+    println!("100 jobs answered, the panicking one with an error");
     Ok(())
 }

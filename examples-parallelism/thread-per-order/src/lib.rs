@@ -4,55 +4,51 @@
 //! cargo run --release -p parallelism-thread-per-order -- --preset takeout
 //! ```
 //!
-//! The plainest way to do many things at once: the cashier starts a new OS
-//! thread for every order it rings up, and that thread cooks the one order
-//! and ends. No pool, no queue, no runtime, only `std::thread`. A simmering
-//! cook sleeps in the kernel, so thousands of orders can simmer at once, as
-//! on an async runtime, but every one of them pays for a whole thread: a
-//! kernel task, a stack (2 MiB of address space reserved, the pages it
-//! touches resident), and a `clone` system call that the cashier makes, at
-//! the till, for every order.
-//!
-//! The threads: the calling thread is the cashier; each order in the
-//! kitchen has a thread of its own, named `order-<id>`. Nothing else.
+//! The plainest way to do many things at once. One cashier thread accepts
+//! customers and attends them one at a time; for every order it rings up
+//! it starts a new OS thread, which cooks that one order, hands the plate
+//! over the customer's connection and ends. No pool, no queue, no runtime,
+//! only `std::thread`. A simmering cook sleeps in the kernel, so thousands
+//! of orders can simmer at once, as on an async runtime, but each pays for
+//! a whole thread: a kernel task, a stack (2 MiB of address space
+//! reserved, the pages it touches resident), and a `clone` system call
+//! that the cashier makes, at the till, for every order.
 //!
 //! **The cap.** Left alone, a burst of customers would start a thread per
-//! customer, however many came: five thousand at once on `takeout`, and
-//! with a bigger burst the OS would refuse (too many threads, memory maps
-//! or bytes) or the machine would slow to a crawl first. So `--cooks` caps
-//! the threads alive at once (default 1024). At the cap the cashier starts
-//! no more: it waits at the pass for a cook thread to finish, joins it,
-//! and only then goes back to the till, while customers queue at the till.
-//! An overload becomes counter wait instead of a crash. And should the OS
-//! refuse a thread even below the cap, `thread::Builder::spawn` returns an
-//! error (where `thread::spawn` would panic), which the run reports after
-//! joining every thread it did start.
+//! customer, however many came, until the OS refused. So `--cooks` caps
+//! the cook threads alive at once (default 1024). At the cap the cashier
+//! waits at the pass for a cook thread to finish, joins it, and only then
+//! goes back to the door, while customers queue outside: an overload
+//! becomes counter wait instead of a crash. Should the OS refuse a thread
+//! even below the cap, `thread::Builder::spawn` returns an error (where
+//! `thread::spawn` would panic): `serve` joins every thread it did start
+//! and returns that error.
 //!
-//! How it differs from its siblings: `thread-pool` starts `--cooks` threads
-//! once and queues orders for them, so only that many orders make progress
-//! at once; here every order starts at once, up to the cap, and a thread is
-//! paid for per order. `concurrency-tokio` simmers the same thousands of
-//! orders on two threads, because a waiting task costs a few hundred bytes
-//! and no system call.
+//! How it differs from its siblings: `thread-pool` starts `--cooks`
+//! threads once and queues orders for them, so only that many orders make
+//! progress at once; here every order starts at once, up to the cap, and
+//! a thread is paid for per order. `concurrency-tokio` simmers the same
+//! thousands of orders on two threads, starting no thread per order.
 //!
-//! **Its weakness, measured:** the cost of a thread, paid at the till. On
-//! `takeout` the thread count climbs to the cap, CPU time is several times
-//! `concurrency-tokio`'s for the same orders, and memory grows with the cap.
-//! The burst outruns the cap, so the cashier waits for threads to end and
-//! customers wait at the till for most of a simmer; lift the cap
-//! (`--cooks 8192`) and they still wait, because starting a thread takes the
-//! cashier longer than the gap between two takeout customers. On `banquet`
-//! the cashier is one thread among hundreds of chopping ones, and the OS
-//! shares the cores out fairly among them all: the till gets a sliver of a
-//! core and the counter wait grows with the crowd in the kitchen.
+//! **Its weakness, measured:** the cost of a thread, paid at the till.
+//! On `takeout` the thread count climbs to the cap, the server's CPU time
+//! is well above `concurrency-tokio`'s for the same orders, and customers
+//! wait at the door; lifting the cap does not help, because starting a
+//! thread takes the cashier longer than the gap between two takeout
+//! customers. On `banquet` the cashier is one thread among dozens of
+//! chopping ones; the OS shares the cores out fairly among them all, so
+//! the till gets a sliver of a core and customers wait at the door.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
@@ -64,39 +60,85 @@ pub const MODEL: Model = Model {
 };
 
 // ANCHOR: serve
-/// Serves every order on a thread of its own, at most `cooks` threads at
-/// once, and joins every thread before returning.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
-    let mut kitchen = Kitchen::new(cooks, orders.len());
-    // There is nothing to set up: threads start one at a time, as orders
-    // come in, and starting them is part of what this model costs.
-    let clock = Clock::open();
-    let till = cashier(orders, clock, &mut kitchen);
-    // Closing, whatever happened at the till: join every thread still
-    // cooking, so that no thread outlives `serve`.
-    let plates = kitchen.close();
+/// Serves customers until closing time, each order on a thread of its
+/// own, at most `cooks` threads at once; joins every thread before
+/// returning.
+pub fn serve(
+    listener: TcpListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    let mut kitchen = Kitchen::new(cooks);
+    // Nothing to set up: threads start one at a time as orders come in,
+    // and starting them is part of what this model costs. Open the door.
+    shift.open();
+    let till = cashier(&listener, &mut kitchen, &shift);
+    // Closing, whatever happened at the till: the kernel refuses
+    // newcomers once the listener is gone; then join every thread still
+    // cooking, so that every accepted order is served and no thread
+    // outlives `serve`.
+    drop(listener);
+    let kitchen = kitchen.close();
     till?;
-    plates
+    kitchen
 }
 // ANCHOR_END: serve
 
 // ANCHOR: cashier
-/// The cashier: waits for each customer, rings the order up and starts a
-/// thread to cook it. Runs on the calling thread.
+/// The cashier: accepts customers one at a time until closing time, takes
+/// each order and starts a thread to cook it. Runs on the calling thread.
 fn cashier(
-    orders: Vec<Order>,
-    clock: Clock,
+    listener: &TcpListener,
     kitchen: &mut Kitchen,
+    shift: &Shift,
 ) -> Result<(), BoxError> {
-    for mut order in orders {
-        // A blocking sleep is fine: this thread has nothing else to do.
-        thread::sleep(clock.until(order.arrival()));
-        order.ring_up(&clock);
-        // Blocks while `cooks` threads are cooking: the next customer waits
-        // at the till until a cook thread finishes.
-        kitchen.hand_over(order, clock)?;
+    // `incoming` blocks in `accept`. At closing time the shift knocks on
+    // the door once, so the loop wakes up and sees it is time to stop.
+    for stream in listener.incoming() {
+        if shift.is_closed() {
+            break;
+        }
+        match stream {
+            Ok(stream) => {
+                if let Some((ticket, stream)) = take_order(stream) {
+                    // Waits while `cooks` threads are cooking: the next
+                    // customers wait at the door until one finishes.
+                    kitchen.hand_over(ticket, stream, shift)?;
+                }
+            }
+            // Out of file descriptors, or a customer who left before being
+            // accepted: never fatal to a server. Wait a little, go on.
+            Err(e) => {
+                eprintln!("parallelism-thread-per-order: accept failed: {e}");
+                thread::sleep(ACCEPT_BACKOFF);
+            }
+        }
     }
     Ok(())
+}
+
+/// Greets one customer, reads the order and rings it up. The cashier
+/// listens to this customer alone until the line is said: a slow talker
+/// holds up everyone behind them. `None` when there is no order to cook.
+fn take_order(mut stream: TcpStream) -> Option<(Ticket, TcpStream)> {
+    // A silent customer would hold the only cashier for ever.
+    stream.set_read_timeout(Some(wire::PATIENCE)).ok()?;
+    stream.write_all(wire::NEXT.as_bytes()).ok()?;
+    let mut line = String::new();
+    let read = BufReader::new(&stream)
+        .take(wire::MAX_LINE as u64)
+        .read_line(&mut line);
+    let mut ticket = match wire::heard(read, &line) {
+        Heard::Order(ticket) => ticket,
+        Heard::HungUp => return None,
+        Heard::Refused(why) => {
+            // The customer may be gone already; nothing more to do then.
+            let _ = stream.write_all(wire::error_line(&why).as_bytes());
+            return None;
+        }
+    };
+    stream.write_all(ticket.ring_up().as_bytes()).ok()?;
+    Some((ticket, stream))
 }
 // ANCHOR_END: cashier
 
@@ -105,71 +147,72 @@ fn cashier(
 ///
 /// Why a bell and not a semaphore (a `Mutex<usize>` and a `Condvar`, or a
 /// `sync_channel` of permits): either would cap the threads, but a thread
-/// that has finished must still be *joined*, to get its plate or its
-/// panic, and until it is joined its stack is not given back. The bell
-/// says which thread to join, so the cashier joins each one as it ends and
-/// holds no more handles than threads alive. And since the cashier waits
-/// in `join` for the thread to finish, the next cook cannot start before
-/// the last one is done: never more than `cap` cooks at once. (The kernel
-/// releases a joined thread's task a few microseconds later, so a thread
-/// count taken at that instant may show one more.)
+/// that has finished must still be *joined*, or its stack is not given
+/// back. The bell says which thread to join, so the cashier joins each one
+/// as it ends and holds no more handles than threads alive. And since the
+/// cashier waits in `join` for the thread to finish, the next cook cannot
+/// start before the last one is done: never more than `cap` cooks at
+/// once. (The kernel releases a joined thread's task a few microseconds
+/// later, so a thread count taken at that instant may show one more.)
 struct Kitchen {
     cap: usize,
-    /// Every cook thread started and not yet joined, by order id.
-    cooking: HashMap<u64, JoinHandle<Plate>>,
-    /// A cook thread's last act is to send its order id here; the cashier
+    /// Every cook thread started and not yet joined, by the kitchen's own
+    /// number for it: not the order's id, which the customer chose and
+    /// two customers may share.
+    cooking: HashMap<u64, JoinHandle<()>>,
+    /// The number the next cook thread gets.
+    next: u64,
+    /// A cook thread's last act is to send its number here; the kitchen
     /// keeps a sender too, so `recv` can only wait, never fail.
     bell: Sender<u64>,
     rung: Receiver<u64>,
-    plates: Vec<Plate>,
-    /// The first cook that panicked; the others still finish their orders.
-    failed: Option<CookPanicked>,
 }
 
 impl Kitchen {
-    fn new(cap: usize, orders: usize) -> Kitchen {
+    fn new(cap: usize) -> Kitchen {
         let (bell, rung) = mpsc::channel();
         Kitchen {
             cap,
-            cooking: HashMap::with_capacity(cap.min(orders)),
+            cooking: HashMap::new(),
+            next: 0,
             bell,
             rung,
-            plates: Vec::with_capacity(orders),
-            failed: None,
         }
     }
 
-    /// Starts a thread to cook `order`, first waiting for a thread to end
-    /// if `cap` of them are cooking.
+    /// Starts a thread to cook `ticket` and serve it on `stream`, first
+    /// waiting for a thread to end if `cap` of them are cooking.
     fn hand_over(
         &mut self,
-        order: Order,
-        clock: Clock,
+        ticket: Ticket,
+        stream: TcpStream,
+        shift: &Shift,
     ) -> Result<(), BoxError> {
         // Join the threads that ended since the last order, without
         // waiting, so their stacks go back to the OS now.
-        while let Ok(id) = self.rung.try_recv() {
-            self.join(id);
+        while let Ok(number) = self.rung.try_recv() {
+            self.join(number)?;
         }
         // At the cap: wait for the bell. This is where the cashier leaves
-        // the till, and where the counter wait of an overload comes from.
+        // the door, and where the counter wait of an overload comes from.
         while self.cooking.len() >= self.cap {
             // Cannot fail: `self.bell` is a live sender. Cannot hang: every
             // thread in `cooking` rings once as it ends.
-            let id = self.rung.recv().expect("the kitchen holds a sender");
-            self.join(id);
+            let number = self.rung.recv()?;
+            self.join(number)?;
         }
-        let id = order.id();
-        let bell = self.bell.clone();
+        let (id, number) = (ticket.id(), self.next);
+        self.next += 1;
+        let (bell, shift) = (self.bell.clone(), shift.clone());
         // `Builder::spawn` returns an error where `thread::spawn` would
         // panic when the OS refuses a thread; and it names the thread for
         // debuggers and `top -H`.
         let thread = thread::Builder::new()
             .name(format!("order-{id}"))
             .spawn(move || {
-                // Rung when this closure ends, returning or unwinding.
-                let _bell = Bell { id, bell };
-                cook(&order, clock)
+                // Rung when this closure ends, after the plate is out.
+                let _bell = Bell { number, bell };
+                cook(ticket, stream, &shift);
             })
             .map_err(|e| {
                 format!(
@@ -178,47 +221,43 @@ impl Kitchen {
                     self.cooking.len()
                 )
             })?;
-        self.cooking.insert(id, thread);
+        self.cooking.insert(number, thread);
         Ok(())
     }
 
-    /// Joins the thread that cooked order `id`: its plate, or its panic.
-    fn join(&mut self, id: u64) {
-        // Only threads in `cooking` hold a bell, so the id is there.
-        let Some(thread) = self.cooking.remove(&id) else {
-            return;
+    /// Joins the cook thread `number`, which has rung: it has served its
+    /// customer, and `join` waits the last few microseconds until the
+    /// thread has exited and its stack is unmapped.
+    fn join(&mut self, number: u64) -> Result<(), BoxError> {
+        // Only threads in `cooking` hold a bell, so the number is there.
+        let Some(thread) = self.cooking.remove(&number) else {
+            return Ok(());
         };
-        // `join` waits the last few microseconds until the thread has
-        // exited, and hands back what the closure returned, or the payload
-        // it panicked with. The thread was cooking order `id`: that is how
-        // the panic gets its order.
-        match thread.join() {
-            Ok(plate) => self.plates.push(plate),
-            Err(payload) => {
-                self.failed.get_or_insert(CookPanicked::new(id, &*payload));
-            }
-        }
+        // A cook catches the panic of its order itself (see `cook`), so a
+        // thread that ended in a panic is a bug here; report it.
+        thread
+            .join()
+            .map_err(|_| "a cook thread panicked outside its order".into())
     }
 
-    /// Closing time: joins every thread still cooking, then hands back the
-    /// plates, or the first panic.
-    fn close(mut self) -> Result<Vec<Plate>, BoxError> {
+    /// Closing time: joins every thread still cooking. The first thread
+    /// that panicked outside its order, if any, is the error.
+    fn close(mut self) -> Result<(), BoxError> {
+        let mut outcome = Ok(());
         while !self.cooking.is_empty() {
             // As in `hand_over`: cannot fail, cannot hang.
-            let id = self.rung.recv().expect("the kitchen holds a sender");
-            self.join(id);
+            let number = self.rung.recv()?;
+            let joined = self.join(number);
+            outcome = outcome.and(joined);
         }
-        match self.failed {
-            Some(e) => Err(e.into()),
-            None => Ok(self.plates),
-        }
+        outcome
     }
 }
 
 /// Rings when dropped: at the end of a cook thread, even one that panics
 /// (unwinding drops it too).
 struct Bell {
-    id: u64,
+    number: u64,
     bell: Sender<u64>,
 }
 
@@ -226,23 +265,38 @@ impl Drop for Bell {
     fn drop(&mut self) {
         // The receiver lives in the kitchen until every thread is joined,
         // so this cannot fail while anyone is listening.
-        let _ = self.bell.send(self.id);
+        let _ = self.bell.send(self.number);
     }
 }
 // ANCHOR_END: kitchen
 
 // ANCHOR: cook
-/// A cook thread: cooks one order, start to finish, then the thread ends.
-fn cook(order: &Order, clock: Clock) -> Plate {
-    let mut plate = Plate::start(order, &clock);
-    for step in order.steps() {
-        match *step {
-            Step::Chop(work) => plate.chop(work),
-            // The thread sleeps in the kernel and uses no CPU; but it keeps
-            // its stack and its place under the cap while it waits.
-            Step::Simmer(d) => thread::sleep(d),
+/// A cook thread: cooks one order, start to finish, hands the plate to
+/// the customer, and the thread ends.
+fn cook(ticket: Ticket, mut stream: TcpStream, shift: &Shift) {
+    // `join` would hand the cashier this thread's panic too, but only
+    // when it gets round to joining, and it may be blocked in `accept`
+    // for a long time. Caught here, the panic is reported the moment it
+    // happens, and the customer hears at once.
+    let reply = match panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut plate = Plate::start(&ticket);
+        for step in ticket.steps() {
+            match *step {
+                Step::Chop(work) => plate.chop(work),
+                // The thread sleeps in the kernel and uses no CPU; but it
+                // keeps its stack and its place under the cap meanwhile.
+                Step::Simmer(d) => thread::sleep(d),
+            }
         }
-    }
-    plate.serve(&clock)
+        plate.serve()
+    })) {
+        Ok(plate) => plate,
+        Err(payload) => {
+            shift.cook_panicked(ticket.id(), &*payload);
+            wire::error_line("the cook panicked")
+        }
+    };
+    // A customer who hung up has only lost their own plate.
+    let _ = stream.write_all(reply.as_bytes());
 }
 // ANCHOR_END: cook

@@ -1,90 +1,188 @@
 //! The pattern of `parallelism-thread-pool` on its own, ready to copy: a
-//! fixed set of std threads share one `mpsc` receiver behind a `Mutex`;
-//! results come back on a second channel; closing the first channel is the
-//! shutdown signal. A panic in a job is caught on its thread and reported
-//! with the job's number.
+//! blocking TCP service on a fixed pool of std threads. One thread accepts
+//! connections and reads each request; the job, with its connection, goes
+//! on a channel whose receiver the workers share behind a `Mutex`; a
+//! worker runs the job, catches its panic the moment it happens, and
+//! answers on the connection. To stop: raise a flag, knock on the door so
+//! that `accept` returns, then drop the channel's sender; the workers
+//! finish every job on it and leave.
 //!
 //! ```text
 //! cargo run -p parallelism-thread-pool --example thread-pool-pattern
 //! ```
 //!
-//! It needs only the standard library.
+//! It needs only the standard library and `socket2 = "0.6"` (for the
+//! listen backlog).
 
 use std::error::Error;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use socket2::{Domain, Socket, Type};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's `bind` asks for
+/// 128, and a burst beyond that waits a second per dropped SYN.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Stands in for your CPU work.
 fn compute(input: u64) -> u64 {
+    if input == 13 {
+        panic!("unlucky job");
+    }
     (0..20_000u64).fold(input, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
 }
 
-/// Stands in for blocking waiting: it holds the thread.
-fn wait_for_io() {
+/// One job: some work, a wait (a query, a request), some more work. The
+/// wait holds the worker's thread: no other job can use it meanwhile.
+fn job(input: u64) -> u64 {
+    let half = compute(input);
     thread::sleep(Duration::from_millis(5));
-}
-
-fn handle(job: u64) -> u64 {
-    let half = compute(job);
-    wait_for_io();
     compute(half)
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let workers = thread::available_parallelism().map_or(2, |n| n.get());
-    let (jobs_tx, jobs_rx) = mpsc::channel::<u64>();
-    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-    let (results_tx, results_rx) = mpsc::channel();
+/// A job on the queue, with the connection its answer goes back on.
+type Work = (u64, TcpStream);
 
+/// The server: starts `workers` threads, accepts on the calling thread
+/// until `stop` is raised, then finishes every accepted job and joins.
+fn serve(
+    listener: TcpListener,
+    workers: usize,
+    stop: &AtomicBool,
+) -> Result<(), BoxError> {
+    // Unbounded: accepting never waits for the workers. Each job holds an
+    // open connection, so the OS's limit on descriptors bounds it.
+    let (queue, jobs) = mpsc::channel::<Work>();
+    let jobs = Arc::new(Mutex::new(jobs));
     let mut pool = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let jobs_rx = Arc::clone(&jobs_rx);
-        let results_tx = results_tx.clone();
-        pool.push(thread::spawn(move || {
-            loop {
-                // The lock guard is dropped at the end of this statement.
-                let next = jobs_rx
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .recv();
-                let Ok(job) = next else { return };
-                let result =
-                    panic::catch_unwind(AssertUnwindSafe(|| handle(job)))
-                        .map_err(|_| job);
-                if results_tx.send(result).is_err() {
-                    return;
+    for i in 0..workers {
+        let jobs = Arc::clone(&jobs);
+        let worker = thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || work(&jobs))?;
+        pool.push(worker);
+    }
+    // `accept` blocks; whoever raises `stop` connects once to wake it.
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match stream {
+            Ok(stream) => {
+                if let Some(work) = read_job(stream) {
+                    // Fails only if every worker is gone.
+                    queue.send(work)?;
                 }
             }
-        }));
-    }
-    drop(results_tx); // only the workers hold senders now
-
-    for job in 0..100u64 {
-        jobs_tx.send(job)?;
-    }
-    drop(jobs_tx); // no more jobs: workers leave when the queue is empty
-
-    let mut results = Vec::new();
-    for result in results_rx {
-        match result {
-            Ok(value) => results.push(value),
-            Err(job) => return Err(format!("job {job} panicked").into()),
+            // Never fatal: out of descriptors, a reset. Back off.
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
         }
     }
+    // Refuse newcomers, then close the queue: each worker's `recv` fails
+    // once it is empty, so every accepted job is done before they leave.
+    drop(listener);
+    drop(queue);
     for worker in pool {
         worker
             .join()
             .map_err(|_| "a worker panicked outside a job")?;
     }
-    // Check the answer, not just that it ran.
-    let mut expected: Vec<u64> =
-        (0..100).map(|j| compute(compute(j))).collect();
-    expected.sort_unstable();
-    results.sort_unstable();
-    assert_eq!(results, expected);
-    println!("{} jobs done, every result checked", results.len());
+    Ok(())
+}
+
+/// Reads `JOB <n>` from one connection, on the accepting thread: a slow
+/// client holds up the next, so its patience is bounded.
+fn read_job(mut stream: TcpStream) -> Option<Work> {
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .take(1024)
+        .read_line(&mut line)
+        .ok()?;
+    match line.trim().strip_prefix("JOB ").map(str::parse) {
+        Some(Ok(n)) => Some((n, stream)),
+        _ => {
+            let _ = stream.write_all(b"ERROR expected JOB <n>\n");
+            None
+        }
+    }
+}
+
+/// A worker: takes jobs until the queue is closed and empty.
+fn work(jobs: &Mutex<Receiver<Work>>) {
+    loop {
+        // The guard is dropped at the end of this statement: the lock is
+        // held to take a job, not to run it.
+        let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok((n, mut stream)) = next else { return };
+        // Caught here, where the job is known: the thread lives on, and
+        // the client hears at once.
+        let reply = match panic::catch_unwind(AssertUnwindSafe(|| job(n))) {
+            Ok(result) => format!("DONE {n} {result}\n"),
+            Err(_) => {
+                eprintln!("job {n} panicked");
+                format!("ERROR job {n} panicked\n")
+            }
+        };
+        // A client who left has only lost their own answer.
+        let _ = stream.write_all(reply.as_bytes());
+    }
+}
+
+/// A client: sends one job, returns the answer.
+fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.write_all(format!("JOB {n}\n").as_bytes())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr()?;
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || serve(listener, workers, &stop))
+    };
+
+    let clients: Vec<_> = (0..100)
+        .map(|n| thread::spawn(move || (n, ask(addr, n))))
+        .collect();
+    for client in clients {
+        let (n, answer) = client.join().map_err(|_| "a client panicked")?;
+        let expected = if n == 13 {
+            format!("ERROR job {n} panicked\n")
+        } else {
+            format!("DONE {n} {}\n", compute(compute(n)))
+        };
+        assert_eq!(answer?, expected, "job {n}");
+    }
+
+    // Stop: raise the flag, then knock so that `accept` returns and sees
+    // it. (Were the knock refused, the server would be gone already.)
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(addr);
+    server.join().map_err(|_| "the server panicked")??;
+    println!("100 jobs answered, the panicking one with an error");
     Ok(())
 }

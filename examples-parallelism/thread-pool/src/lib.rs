@@ -69,8 +69,19 @@ pub fn serve(
         let (tickets, shift) = (Arc::clone(&tickets), shift.clone());
         let cook = thread::Builder::new()
             .name(format!("cook-{i}"))
-            .spawn(move || cook(&tickets, &shift))?;
-        crew.push(cook);
+            .spawn(move || cook(&tickets, &shift));
+        match cook {
+            Ok(cook) => crew.push(cook),
+            // The OS refused a thread. Closing the rail sends home the
+            // cooks already started; join them, so none outlives `serve`.
+            Err(e) => {
+                drop(rail);
+                for cook in crew {
+                    let _ = cook.join();
+                }
+                return Err(e.into());
+            }
+        }
     }
 
     // The crew is up: open the door.
@@ -80,7 +91,7 @@ pub fn serve(
     // fails once the rail is empty, so every accepted order is served.
     drop(rail);
     for cook in crew {
-        // Cooks catch their cooks' panics, so a thread that ended in a
+        // Cooks catch their orders' panics, so a thread that ended in a
         // panic is a bug here; report it rather than hide it.
         cook.join()
             .map_err(|_| "a cook thread panicked outside an order")?;
@@ -162,15 +173,14 @@ fn cook(tickets: &Mutex<Receiver<Order>>, shift: &Shift) {
         };
         // Catch a panic here, where the order is known, so the thread
         // survives, the panic is reported at once, and the customer hears.
-        let reply = match panic::catch_unwind(AssertUnwindSafe(|| {
-            cook_one(&ticket)
-        })) {
-            Ok(plate) => plate,
-            Err(payload) => {
-                shift.cook_panicked(ticket.id(), &*payload);
-                wire::error_line("the cook panicked")
-            }
-        };
+        let reply =
+            match panic::catch_unwind(AssertUnwindSafe(|| cook_one(&ticket))) {
+                Ok(plate) => plate,
+                Err(payload) => {
+                    shift.cook_panicked(ticket.id(), &*payload);
+                    wire::error_line("the cook panicked")
+                }
+            };
         // A customer who hung up has only lost their own plate.
         let _ = stream.write_all(reply.as_bytes());
     }

@@ -1,5 +1,6 @@
 //! The conformance kit on this model: every preset, seeds, sizes and cook
-//! counts, each run verified; and a panicking cook reported by order.
+//! counts, each night verified; a panicking cook reported by order; rude
+//! customers.
 
 use blocking_dedicated_thread::MODEL;
 use restaurant::conformance;
@@ -12,4 +13,9 @@ fn serves_every_workload() {
 #[test]
 fn reports_a_panicking_cook() {
     conformance::check_panic(&MODEL);
+}
+
+#[test]
+fn survives_rude_customers() {
+    conformance::check_rude(&MODEL);
 }

@@ -5,53 +5,43 @@
 //! ```
 //!
 //! Two specialists, each doing what it is built for. A tokio
-//! current-thread event loop runs the cashier and every cook's waiting; a
-//! rayon thread pool does every chop. A cook sends its chop to the pool
-//! with `spawn_fifo` and awaits a `tokio::sync::oneshot` receiver; the
-//! rayon thread that chops sends the plate back on it, which wakes the
+//! current-thread event loop accepts customers, greets and reads each one
+//! in a task of its own, rings them up and waits out every simmer; a rayon
+//! pool of `--cooks` threads (default 4) does every chop. A cook sends its
+//! chop to the pool with `spawn_fifo` and awaits a `tokio::sync::oneshot`;
+//! the rayon thread that chops sends the plate back on it, which wakes the
 //! cook on the loop. The oneshot is the bridge: the only thing both sides
-//! understand.
-//!
-//! What the service is made of:
-//!
-//! - **one event-loop thread**, the caller's, running tokio's
-//!   current-thread scheduler and **timer** inside `block_on`;
-//! - a **rayon pool** of `--cooks` threads (default 4), started before
-//!   opening and joined at closing. Chops sent from outside the pool wait
-//!   in its shared injector queue, first come first served; each thread
-//!   also has its own deque for work spawned from inside the pool, which
-//!   is what makes rayon superb at `par_iter` and at splitting a job.
+//! understand. So the loop never chops, and the door stays attended.
 //!
 //! How it differs from its siblings: like `spawn-blocking`, but the pool is
-//! rayon's rather than tokio's. tokio's blocking pool is sized for I/O
-//! (512 threads by default) and starts threads on demand; a rayon pool is
-//! sized for CPU work and its threads are always there. A chop could use
-//! `par_iter` inside the job and spread over the whole pool; ours are
-//! serial by design. `dedicated-thread` builds the same bridge by hand.
+//! rayon's, sized for CPU work, its threads there from opening to closing
+//! (tokio's blocking pool is sized for I/O and starts threads on demand).
+//! `dedicated-thread` builds the same bridge by hand.
 //!
-//! **Panics.** rayon has no caller to hand a `spawn`ed job's panic to, so
-//! by default it *aborts the process*. Each job here catches its own panic
-//! and sends it back on the oneshot; and if a job ever ended without
-//! sending, the dropped sender would wake the cook with an error, never
-//! leave it waiting.
+//! **Panics.** rayon has nobody to hand a `spawn`ed job's panic to, so by
+//! default it *aborts the process*. Each job catches its own panic and
+//! sends the payload back on the oneshot, where the order is known.
 //!
-//! **Its weakness, measured:** the same as `spawn-blocking`'s. Four
-//! chopping threads and the loop share two cores, and a salad's chop
-//! queued behind cakes waits its turn (see order latency on `big-order`);
-//! every chop pays two hand-offs between threads.
+//! **Its weakness, measured:** `spawn-blocking`'s. The chopping threads and
+//! the loop share the cores, a salad's chop queues behind cakes (order
+//! latency on `big-order`), and every chop pays two hand-offs.
 
+use std::io;
+use std::net::TcpListener as StdListener;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{sleep, timeout};
 
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
@@ -60,16 +50,20 @@ pub const MODEL: Model = Model {
             a oneshot channel.",
     cooks: Cooks::Fixed(
         4,
-        "rayon threads that chop, beside one event-loop \
-                            thread",
+        "rayon threads that chop, beside one event-loop thread",
     ),
     serve,
 };
 
 // ANCHOR: serve
 /// Starts a rayon pool of `cooks` threads and a current-thread runtime,
-/// runs the restaurant on this thread, then joins every rayon thread.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// runs the restaurant on this thread until closing time, then joins every
+/// rayon thread.
+pub fn serve(
+    listener: StdListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     // A rayon pool's threads are detached: dropping the pool only asks them
     // to leave. To *join* them, we start them ourselves, as scoped threads
     // (rayon's `spawn_handler`): `thread::scope` returns only once every
@@ -87,61 +81,123 @@ pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
                 Ok(())
             })
             .build()?;
-        // Every cook holds the pool to send its chops to it.
+        // Every customer's task holds the pool to send its chops to it.
         let pool = Arc::new(pool);
-        let runtime = Builder::new_current_thread().enable_time().build()?;
-        let plates = runtime.block_on(restaurant(orders, Arc::clone(&pool)));
-        // Order matters. Dropping the runtime drops any cook still in it
+        // One thread, the caller's: the event loop. `enable_io` for the
+        // sockets, `enable_time` for simmers and the customers' patience.
+        let runtime = Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let served =
+            runtime.block_on(restaurant(listener, Arc::clone(&pool), shift));
+        // Order matters. Dropping the runtime drops whatever task is left
         // (and its handle on the pool); dropping the last handle lets the
         // rayon threads leave once their queue is empty; only then can the
         // scope's join succeed. A pool still alive here would never end.
         drop(runtime);
         drop(pool);
-        plates
+        served
     })
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each, all
+/// on this one thread.
 async fn restaurant(
-    orders: Vec<Order>,
+    listener: StdListener,
     pool: Arc<ThreadPool>,
-) -> Result<Vec<Plate>, BoxError> {
-    // The rayon threads and the runtime are up: opening time.
-    let clock = Clock::open();
-    let mut kitchen = JoinSet::new();
-    for mut order in orders {
-        // The loop never chops, so this timer is noticed on time.
-        sleep_until(Instant::from_std(clock.at(order.arrival()))).await;
-        order.ring_up(&clock);
-        kitchen.spawn(cook(order, clock, Arc::clone(&pool)));
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // tokio takes over the std listener (its backlog already sized) once
+    // it is non-blocking.
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    // The pool and the loop are up: let the customers in.
+    shift.open();
+    // Every customer's task, so that none outlives the restaurant.
+    let mut customers = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shift.closed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let pool = Arc::clone(&pool);
+                    customers.spawn(attend(stream, pool, shift.clone()));
+                }
+                // Out of file descriptors, or a customer who left before
+                // being accepted: never fatal. Back off a little; retry.
+                Err(e) => {
+                    eprintln!("blocking-rayon-bridge: accept failed: {e}");
+                    sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // Reap customers who have left, so the set stays as small as
+            // the number of customers inside.
+            Some(_) = customers.join_next(), if !customers.is_empty() => {}
+        }
     }
+    // Closing time: the kernel refuses newcomers once the listener is
+    // gone; everyone inside is served.
+    drop(listener);
+    while customers.join_next().await.is_some() {}
+    Ok(())
+}
+// ANCHOR_END: accept
 
-    // The pass. A chop's panic comes back as its cook's error, which
-    // already names the order.
-    let mut plates = Vec::with_capacity(kitchen.len());
-    while let Some(done) = kitchen.join_next().await {
-        // Outer `?`: the cook's own future panicked or was aborted, neither
-        // of which happens while the JoinSet is alive. Inner: the cook's
-        // error. Returning drops the JoinSet, which aborts the other cooks.
-        plates.push(done??);
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, cook it, hand over the
+/// plate. Many run at once on the one loop; none of them ever chops here.
+async fn attend(mut stream: TcpStream, pool: Arc<ThreadPool>, shift: Shift) {
+    // I/O errors on this connection are this customer's alone: the visit
+    // ends quietly.
+    let _ = async {
+        stream.write_all(wire::NEXT.as_bytes()).await?;
+        let (reader, mut writer) = stream.split();
+        let mut line = String::new();
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
+        let read = reader.read_line(&mut line);
+        let read = tokio::select! {
+            read = timeout(wire::PATIENCE, read) => {
+                read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
+            () = shift.closed() => return Ok(()),
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                let refusal = wire::error_line(&why);
+                return writer.write_all(refusal.as_bytes()).await;
+            }
+        };
+        // The till's own chop is a few microseconds: fine on the loop.
+        writer.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        let reply = match cook(ticket, &pool).await {
+            Ok(plate) => plate,
+            // A chop panicked on a rayon thread; its payload came back on
+            // the oneshot, and is reported now, naming the order.
+            Err(payload) => {
+                shift.cook_panicked(id, &*payload);
+                wire::error_line("the cook panicked")
+            }
+        };
+        writer.write_all(reply.as_bytes()).await
     }
-    Ok(plates)
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
-/// A cook: waits on the event loop, chops on the rayon pool.
-async fn cook(
-    order: Order,
-    clock: Clock,
-    pool: Arc<ThreadPool>,
-) -> Result<Plate, CookPanicked> {
-    let id = order.id();
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+/// A cook: waits on the event loop, chops on the rayon pool. Returns the
+/// plate's line, or the payload of a chop that panicked.
+async fn cook(ticket: Ticket, pool: &ThreadPool) -> thread::Result<String> {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             Step::Chop(work) => {
                 let (pass, chopped) = oneshot::channel();
@@ -153,33 +209,29 @@ async fn cook(
                 pool.spawn_fifo(move || {
                     // Catch the panic here: an uncaught one in a `spawn`ed
                     // job aborts the whole process.
-                    let dish = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let chop = panic::catch_unwind(AssertUnwindSafe(|| {
                         plate.chop(work);
                         plate
                     }));
-                    // `send` fails only if the cook is gone (the
-                    // restaurant closed early); nobody is left to tell.
-                    let _ = pass.send(dish);
+                    // Fails only if the customer's task is gone (the
+                    // runtime was dropped): nobody is left to tell.
+                    let _ = pass.send(chop);
                 });
                 // The cook is parked until the rayon thread sends; the
-                // loop serves others meanwhile.
+                // loop serves everyone else meanwhile. A job that ended
+                // without sending drops `pass`, which wakes us with an
+                // error rather than leaving us waiting for ever.
                 plate = match chopped.await {
-                    Ok(Ok(plate)) => plate,
-                    Ok(Err(payload)) => {
-                        return Err(CookPanicked::new(id, &*payload));
-                    }
-                    // The job ended without sending: it can only have died.
+                    Ok(chop) => chop?,
                     Err(_) => {
-                        return Err(CookPanicked::new(
-                            id,
-                            &"the chop's rayon job ended without a plate",
-                        ));
+                        return Err(Box::new("a rayon job ended unsent"));
                     }
                 };
             }
+            // The loop's timer: the task is parked, the thread is free.
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    Ok(plate.serve(&clock))
+    Ok(plate.serve())
 }
 // ANCHOR_END: cook

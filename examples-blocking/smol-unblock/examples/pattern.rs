@@ -1,77 +1,193 @@
-//! The pattern of `blocking-smol-unblock` on its own, ready to copy: a
-//! single-threaded smol executor is the event loop, and every piece of CPU
-//! work goes to the `blocking` pool with `unblock`. A panic in the work is
-//! re-raised where the task is awaited; `catch_unwind` turns it into that
-//! job's error. A heartbeat task that should tick every millisecond shows
-//! the loop stays responsive.
+//! The pattern of `blocking-smol-unblock` on its own, ready to copy: a TCP
+//! service on a single-threaded smol executor, which accepts and answers
+//! every connection, and sends each piece of CPU work to the `blocking`
+//! pool with `unblock`. A panic in the work is raised again where the
+//! task is awaited; `catch_unwind` turns it into that job's error. A closed
+//! channel tells the accept loop to stop; a second one, whose senders the
+//! connections hold, tells it when the last connection is done. A heartbeat
+//! task on the loop, which should tick every millisecond, shows that the
+//! loop stays responsive while the pool works.
 //!
 //! ```text
 //! cargo run -p blocking-smol-unblock --example smol-unblock-pattern
 //! ```
 //!
-//! It needs only `smol = "2"`. The pool allows up to 500 threads unless
-//! `BLOCKING_MAX_THREADS` or `blocking::set_max_blocking_threads` says
-//! otherwise.
+//! It needs `smol = "2"`, `blocking = "1.7"` (to cap the pool from code)
+//! and `socket2 = "0.6"` (for the listen backlog).
 
 use std::error::Error;
-use std::hint::black_box;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer, unblock};
+use socket2::{Domain, Socket, Type};
 
-/// Stands in for your CPU work: milliseconds of it, too long for a loop.
-fn compute(input: u64) -> u64 {
-    (0..3_000_000u64).fold(input, |acc, i| {
-        black_box(acc.wrapping_mul(31).wrapping_add(i))
-    })
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Binds with a listen backlog sized for bursts: std's `bind` asks for
+/// 128, and a burst beyond that waits a second per dropped SYN.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::try_from(std::net::TcpListener::from(socket))
 }
 
-/// One job: some waiting on the loop, then CPU work on the pool.
-async fn handle(job: u64) -> Result<u64, String> {
-    Timer::after(Duration::from_millis(2)).await;
-    AssertUnwindSafe(unblock(move || compute(job)))
+/// Stands in for your CPU work: too long to run on the event loop.
+fn compute(input: u64) -> u64 {
+    if input == 13 {
+        panic!("unlucky job");
+    }
+    (0..200_000u64).fold(input, |acc, i| acc.wrapping_mul(31).wrapping_add(i))
+}
+
+/// Runs `compute(input)` on the pool; the loop is free meanwhile.
+async fn on_pool(input: u64) -> thread::Result<u64> {
+    AssertUnwindSafe(unblock(move || compute(input)))
         .catch_unwind()
         .await
-        .map_err(|_panic| format!("job {job} panicked"))
 }
 
-/// Ticks every millisecond; returns the longest gap between two ticks.
-async fn heartbeat() -> Duration {
+/// One job: some work, a wait (a query, a request), some more work.
+async fn job(input: u64) -> thread::Result<u64> {
+    let half = on_pool(input).await?;
+    Timer::after(Duration::from_millis(20)).await;
+    on_pool(half).await
+}
+
+/// Ticks every millisecond until `stop` is closed; returns the longest gap
+/// between two ticks: how long the loop once went without its timer.
+async fn heartbeat(stop: Receiver<()>) -> Duration {
     let mut last = Instant::now();
     let mut longest = Duration::ZERO;
-    for _ in 0..200 {
-        Timer::after(Duration::from_millis(1)).await;
+    loop {
+        let stopping = async {
+            let _ = stop.recv().await;
+            true
+        };
+        let tick = async {
+            Timer::after(Duration::from_millis(1)).await;
+            false
+        };
+        if stopping.or(tick).await {
+            return longest;
+        }
         longest = longest.max(last.elapsed());
         last = Instant::now();
     }
-    longest
 }
 
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
-    let executor = LocalExecutor::new();
-    let (results, stall) = smol::block_on(executor.run(async {
-        let heartbeat = executor.spawn(heartbeat());
-        let jobs: Vec<_> =
-            (0..8u64).map(|j| executor.spawn(handle(j))).collect();
-        let mut results = Vec::new();
-        for job in jobs {
-            results.push(job.await?);
+/// The accept loop: a task per connection until `stop` is closed, then
+/// every connection inside is finished.
+async fn serve(
+    executor: &LocalExecutor<'_>,
+    listener: TcpListener,
+    stop: Receiver<()>,
+) {
+    // Each connection holds a clone of `inside`; nothing is ever sent.
+    let (inside, all_left) = channel::bounded::<()>(1);
+    loop {
+        let stopping = async {
+            let _ = stop.recv().await; // fails when the sender is dropped
+            None
+        };
+        let accepted = async { Some(listener.accept().await) };
+        match stopping.or(accepted).await {
+            None => break,
+            Some(Ok((stream, _))) => {
+                executor.spawn(handle(stream, inside.clone())).detach();
+            }
+            // Never fatal: out of descriptors, a reset. Back off.
+            Some(Err(e)) => {
+                eprintln!("accept failed: {e}");
+                Timer::after(Duration::from_millis(10)).await;
+            }
         }
-        Ok::<_, String>((results, heartbeat.await))
-    }))?;
+    }
+    drop(listener);
+    drop(inside);
+    // Fails once every connection's clone is gone: all are finished.
+    let _ = all_left.recv().await;
+}
 
-    // Check the answer, not just that it ran.
-    let mut expected: Vec<u64> = (0..8).map(compute).collect();
-    let mut got = results;
-    expected.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, expected);
-    println!(
-        "{} jobs done, every result checked; the 1 ms heartbeat's longest \
-         gap was {stall:.1?}",
-        got.len()
-    );
-    Ok(())
+/// One connection: read `JOB <n>`, run the job, answer `DONE <n>
+/// <result>`, or `ERROR …` if its work panicked.
+async fn handle(mut stream: TcpStream, _inside: Sender<()>) {
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.clone()).take(1024);
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
+        Some(Ok(n)) => match job(n).await {
+            Ok(result) => format!("DONE {n} {result}\n"),
+            Err(_panic) => {
+                eprintln!("job {n} panicked");
+                format!("ERROR job {n} panicked\n")
+            }
+        },
+        _ => "ERROR expected JOB <n>\n".to_owned(),
+    };
+    let _ = stream.write_all(reply.as_bytes()).await;
+}
+
+/// A client: sends one job, returns the answer.
+async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(format!("JOB {n}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+fn main() -> Result<(), BoxError> {
+    // The answers to expect, worked out before the loop starts: checking
+    // them on the loop would stall it, and the heartbeat would say so.
+    let expected: Vec<String> = (0..100)
+        .map(|n| match n {
+            13 => format!("ERROR job {n} panicked\n"),
+            n => format!("DONE {n} {}\n", compute(compute(n))),
+        })
+        .collect();
+    // CPU work gains nothing from more threads than cores. The pool's own
+    // cap, 500, is meant for blocking I/O; uncapped, a hundred jobs would
+    // start a hundred threads and the loop would wait its turn among them.
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    blocking::set_max_blocking_threads(cores.try_into()?);
+    // The event loop: one thread, this one, inside `block_on`.
+    let executor = LocalExecutor::new();
+    smol::block_on(executor.run(async {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = channel::bounded::<()>(1);
+        let heartbeat = executor.spawn(heartbeat(stopped.clone()));
+
+        // The clients share the loop with the server: all they do is wait.
+        let clients: Vec<_> = (0..100)
+            .map(|n| executor.spawn(async move { (n, ask(addr, n).await) }))
+            .collect();
+        let checker = executor.spawn(async move {
+            for client in clients {
+                let (n, answer) = client.await;
+                assert_eq!(answer?, expected[n as usize], "job {n}");
+            }
+            drop(stop); // every answer is in: the server may close
+            Ok::<_, BoxError>(())
+        });
+        serve(&executor, listener, stopped).await;
+        checker.await?;
+        let stall = heartbeat.await;
+        println!(
+            "100 jobs answered, the panicking one with an error; the 1 ms \
+             heartbeat's longest gap was {stall:.1?}"
+        );
+        Ok(())
+    }))
 }

@@ -6,60 +6,45 @@
 //!
 //! The `spawn-blocking` shape with smol's parts. The event loop is a
 //! single-threaded `LocalExecutor` driven by `smol::block_on` on the
-//! caller's thread; the cashier and every cook's waiting run there. Each
-//! chop goes to the `blocking` crate's thread pool with `smol::unblock`,
-//! and the cook awaits the returned task.
+//! caller's thread: it accepts customers, greets and reads each one in a
+//! task of its own, rings them up and waits out every simmer; when no task
+//! is ready, `block_on` waits on async-io's reactor (sockets and timers).
+//! Each chop goes to the `blocking` crate's pool with `smol::unblock`, and
+//! the cook awaits the task it returns. The loop itself never chops.
 //!
-//! What the service is made of:
+//! **What `--cooks` controls** (read from `blocking` 1.7.0's source): the
+//! pool's *cap*, set with `blocking::set_max_blocking_threads`. The pool
+//! is one per process and starts threads on demand, so `--cooks` is a
+//! ceiling, not a count, shared with every other user of the pool.
 //!
-//! - **one event-loop thread**, the caller's: `block_on` polls the
-//!   executor's tasks and, when none is ready, waits on the **reactor**
-//!   (async-io's, which also keeps the **timers**);
-//! - the **"async-io" thread**, which async-io starts once per process to
-//!   drive the reactor when no `block_on` is doing so; here it mostly
-//!   sleeps, and it is never joined;
-//! - **`blocking`'s pool**, one per process: threads started on demand,
-//!   taking closures from one FIFO queue, each leaving after 500 ms idle.
+//! **Closing.** Each customer's task holds a clone of one channel's
+//! sender; at closing the loop stops accepting, drops its own sender and
+//! waits until `recv` says every clone is gone: every customer inside has
+//! been served. The pool cannot be joined, and in 1.7.0 an idle thread
+//! leaves only if the pool is over its cap: what outlives `serve` is idle
+//! threads, never work.
 //!
-//! **What `--cooks` controls, exactly** (read from `blocking` 1.7's
-//! source): the pool's *cap*, set with `blocking::set_max_blocking_threads`
-//! at the start of `serve`. Before 1.7 the only way was the
-//! `BLOCKING_MAX_THREADS` environment variable, which the pool reads the
-//! first time it needs a thread and only if no cap has been set (default
-//! 500); so here the variable has no effect. The cap is process-wide: it
-//! also applies to every other user of the pool (`smol::fs`,
-//! `smol::process`, `Unblock`). A new thread is started only when the
-//! queued closures are more than five times the idle threads, so a run may
-//! use fewer than `--cooks` and a closure may wait in the queue while a
-//! thread sits idle; and if the cap is lowered, threads above it leave
-//! only once idle.
+//! How it differs from its siblings: the design of `spawn-blocking`, with
+//! a pool that belongs to the process rather than to a runtime.
 //!
-//! **Shutdown.** The pool cannot be joined: its threads are detached and
-//! leave on their own half a second after their last closure. `serve`
-//! awaits every chop it started (except after a failure, when the chops
-//! already running finish unobserved: a closure cannot be cancelled), so
-//! what outlives it is idle threads, not work.
-//!
-//! **Panics.** `blocking` (since 1.6) catches a panic in the closure and
-//! raises it again in whoever awaits the task, and smol's executor does the
-//! same one level up. The cook catches it at the first level, where the
-//! order is known.
-//!
-//! How it differs from its siblings: the same design as `spawn-blocking`,
-//! with a pool that belongs to the process rather than to a runtime.
-//!
-//! **Its weakness, measured:** `spawn-blocking`'s (chopping threads and the
-//! loop share two cores; a salad's chop waits behind cakes; two hand-offs
-//! per chop: see order latency on `big-order`), plus a pool that neither
-//! the model nor its caller can shut down.
+//! **Its weakness, measured:** `spawn-blocking`'s (the chopping threads and
+//! the loop share the cores; a salad's chop waits behind cakes; two
+//! hand-offs per chop: order latency on `big-order`), plus a pool that
+//! neither the model nor its caller can shut down.
 
+use std::io;
+use std::net::TcpListener as StdListener;
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
+use std::thread;
 
-use restaurant::{
-    BoxError, Clock, CookPanicked, Cooks, Model, Order, Plate, Step,
-};
+use restaurant::door::ACCEPT_BACKOFF;
+use restaurant::wire::{self, Heard, Ticket};
+use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
+use smol::channel::{self, Sender};
 use smol::future::FutureExt;
+use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Timer, unblock};
 
 /// The model, as `main` and the tests see it.
@@ -69,16 +54,21 @@ pub const MODEL: Model = Model {
             pool with unblock.",
     cooks: Cooks::Fixed(
         4,
-        "cap on the blocking crate's threads that chop, \
-                            beside one event-loop thread",
+        "cap on the blocking crate's threads that chop, beside one \
+         event-loop thread",
     ),
     serve,
 };
 
 // ANCHOR: serve
 /// Caps `blocking`'s pool at `cooks` threads, then runs the restaurant on a
-/// single-threaded executor on this thread until every plate is back.
-pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
+/// single-threaded executor on this thread until closing time and until
+/// every customer inside is served.
+pub fn serve(
+    listener: StdListener,
+    cooks: usize,
+    shift: Shift,
+) -> Result<(), BoxError> {
     // Process-wide, and it overrides `BLOCKING_MAX_THREADS`. Nothing to
     // build: the pool starts its first thread with the first chop.
     let cap = NonZeroUsize::new(cooks).ok_or("at least one cook is needed")?;
@@ -86,47 +76,126 @@ pub fn serve(orders: Vec<Order>, cooks: usize) -> Result<Vec<Plate>, BoxError> {
     // A LocalExecutor runs its tasks only inside `run`, on the thread that
     // calls it: here, in `block_on`, on this thread. That is the event loop.
     let executor = LocalExecutor::new();
-    smol::block_on(executor.run(restaurant(&executor, orders)))
+    smol::block_on(executor.run(restaurant(&executor, listener, shift)))
 }
 // ANCHOR_END: serve
 
-// ANCHOR: cashier
-/// The cashier: takes each order when its customer arrives, rings it up and
-/// hands it to a cook; then waits at the pass for every plate.
+/// What woke the door: closing time, or a customer (or an accept error).
+enum Door {
+    Closing,
+    Accepted(io::Result<(TcpStream, std::net::SocketAddr)>),
+}
+
+// ANCHOR: accept
+/// The door: accepts customers until closing time, a task for each, all
+/// on this one thread.
 async fn restaurant(
     executor: &LocalExecutor<'_>,
-    orders: Vec<Order>,
-) -> Result<Vec<Plate>, BoxError> {
-    // The executor is ready: opening time.
-    let clock = Clock::open();
-    let mut cooks = Vec::with_capacity(orders.len());
-    for mut order in orders {
-        // An async-io timer: the loop's thread never chops, so it is back
-        // in the reactor, and this wakes on time.
-        Timer::at(clock.at(order.arrival())).await;
-        order.ring_up(&clock);
-        // `spawn` queues the cook on this executor and returns its task.
-        cooks.push(executor.spawn(cook(order, clock)));
+    listener: StdListener,
+    shift: Shift,
+) -> Result<(), BoxError> {
+    // async-net registers the std listener (its backlog already sized)
+    // with the reactor and makes it non-blocking.
+    let listener = TcpListener::try_from(listener)?;
+    // Who is inside: each customer's task holds a clone of `inside`. No
+    // message is ever sent; the channel only counts its senders.
+    let (inside, all_left) = channel::bounded::<()>(1);
+    // The executor is ready: let the customers in.
+    shift.open();
+    loop {
+        // `or` polls both and takes whichever is ready first: smol's
+        // `select!` for two futures of one type.
+        let closing = async {
+            shift.closed().await;
+            Door::Closing
+        };
+        let accepted = async { Door::Accepted(listener.accept().await) };
+        match closing.or(accepted).await {
+            Door::Closing => break,
+            Door::Accepted(Ok((stream, _))) => {
+                let visit = attend(stream, shift.clone(), inside.clone());
+                // Detached: the task runs on until the customer leaves;
+                // its clone of `inside` says when.
+                executor.spawn(visit).detach();
+            }
+            // Out of file descriptors, or a customer who left before being
+            // accepted: never fatal. Back off a little; retry.
+            Door::Accepted(Err(e)) => {
+                eprintln!("blocking-smol-unblock: accept failed: {e}");
+                Timer::after(ACCEPT_BACKOFF).await;
+            }
+        }
     }
+    // Closing time: the kernel refuses newcomers once the listener is
+    // gone. `recv` fails once our sender and every customer's are gone,
+    // that is, once everyone inside has been served.
+    drop(listener);
+    drop(inside);
+    let _ = all_left.recv().await;
+    Ok(())
+}
+// ANCHOR_END: accept
 
-    // The pass, in order of arrival: every cook runs meanwhile, so the
-    // order of awaiting changes nothing but when we notice a failure.
-    let mut plates = Vec::with_capacity(cooks.len());
-    for cook in cooks {
-        // On an error, returning drops the remaining tasks, which cancels
-        // them: no cook outlives the restaurant.
-        plates.push(cook.await?);
+// ANCHOR: cashier
+/// One customer: greet, take the order, ring it up, cook it, hand over the
+/// plate. Many run at once on the one loop; none of them ever chops here.
+/// `_inside` is dropped when the visit ends, and that is all it is for.
+async fn attend(mut stream: TcpStream, shift: Shift, _inside: Sender<()>) {
+    // I/O errors on this connection are this customer's alone: the visit
+    // ends quietly.
+    let _ = async {
+        stream.write_all(wire::NEXT.as_bytes()).await?;
+        let mut line = String::new();
+        // A TcpStream of async-net is a shared handle: one clone reads.
+        let mut reader =
+            BufReader::new(stream.clone()).take(wire::MAX_LINE as u64);
+        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+        // closing time before the order is said, it was never an order.
+        let patience = async {
+            Timer::after(wire::PATIENCE).await;
+            Err(io::ErrorKind::TimedOut.into())
+        };
+        let read =
+            async { Some(reader.read_line(&mut line).or(patience).await) };
+        let closing = async {
+            shift.closed().await;
+            None
+        };
+        let Some(read) = read.or(closing).await else {
+            return Ok(());
+        };
+        let mut ticket = match wire::heard(read, &line) {
+            Heard::Order(ticket) => ticket,
+            Heard::HungUp => return Ok(()),
+            Heard::Refused(why) => {
+                let refusal = wire::error_line(&why);
+                return stream.write_all(refusal.as_bytes()).await;
+            }
+        };
+        // The till's own chop is a few microseconds: fine on the loop.
+        stream.write_all(ticket.ring_up().as_bytes()).await?;
+        let id = ticket.id();
+        let reply = match cook(ticket).await {
+            Ok(plate) => plate,
+            // A chop panicked on a pool thread and was raised again here,
+            // where the order is known: report it now.
+            Err(payload) => {
+                shift.cook_panicked(id, &*payload);
+                wire::error_line("the cook panicked")
+            }
+        };
+        stream.write_all(reply.as_bytes()).await
     }
-    Ok(plates)
+    .await;
 }
 // ANCHOR_END: cashier
 
 // ANCHOR: cook
-/// A cook: waits on the event loop, chops on `blocking`'s pool.
-async fn cook(order: Order, clock: Clock) -> Result<Plate, CookPanicked> {
-    let id = order.id();
-    let mut plate = Plate::start(&order, &clock);
-    for step in order.steps() {
+/// A cook: waits on the event loop, chops on `blocking`'s pool. Returns the
+/// plate's line, or the payload of a chop that panicked.
+async fn cook(ticket: Ticket) -> thread::Result<String> {
+    let mut plate = Plate::start(&ticket);
+    for step in ticket.steps() {
         match *step {
             Step::Chop(work) => {
                 // The closure runs on a pool thread, so it owns the plate
@@ -135,20 +204,18 @@ async fn cook(order: Order, clock: Clock) -> Result<Plate, CookPanicked> {
                     plate.chop(work);
                     plate
                 });
-                // A panic in the closure is re-raised by this await;
+                // A panic in the closure is raised again by this await;
                 // `catch_unwind` turns it back into a value, here, where
                 // the order is known. (AssertUnwindSafe: the plate it
                 // would have returned is dropped with the panic.)
-                plate = AssertUnwindSafe(chopping)
-                    .catch_unwind()
-                    .await
-                    .map_err(|payload| CookPanicked::new(id, &*payload))?;
+                plate = AssertUnwindSafe(chopping).catch_unwind().await?;
             }
+            // An async-io timer: the task is parked, the thread is free.
             Step::Simmer(d) => {
                 Timer::after(d).await;
             }
         }
     }
-    Ok(plate.serve(&clock))
+    Ok(plate.serve())
 }
 // ANCHOR_END: cook

@@ -63,18 +63,20 @@ pub fn network() -> Vec<(&'static str, String)> {
             facts.push((what, value));
         }
     }
-    if let Some(limits) = std::fs::read_to_string("/proc/self/limits").ok() {
-        if let Some(line) =
-            limits.lines().find(|l| l.starts_with("Max open files"))
-        {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if words.len() >= 5 {
-                facts.push((
-                    "open files per process, soft – hard (`ulimit -n`)",
-                    format!("{} – {}", words[3], words[4]),
-                ));
-            }
-        }
+    let limits =
+        std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    if let Some(words) = open_files
+        && words.len() >= 5
+    {
+        facts.push((
+            "open files per process, soft – hard (`ulimit -n`; every \
+             example raises its soft limit to the hard one)",
+            format!("{} – {}", words[3], words[4]),
+        ));
     }
     facts
 }

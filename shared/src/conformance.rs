@@ -139,11 +139,24 @@ impl Server {
                 let _ = done.send(outcome.map_err(|e| e.to_string()));
             })
             .map_err(|e| format!("could not start the server's thread: {e}"))?;
-        if !shift.wait_opened(TIME_LIMIT) {
-            return Err(match result.try_recv() {
-                Ok(Err(e)) => format!("serve failed before opening: {e}"),
-                _ => format!("serve did not open within {TIME_LIMIT:?}"),
-            });
+        // Wait for the opening, and notice at once a serve that returned
+        // (failed) before it.
+        let began = std::time::Instant::now();
+        while !shift.wait_opened(Duration::from_millis(20)) {
+            match result.try_recv() {
+                Ok(Err(e)) => {
+                    return Err(format!("serve failed before opening: {e}"));
+                }
+                Ok(Ok(())) => {
+                    return Err("serve returned without opening".into());
+                }
+                Err(_) if began.elapsed() > TIME_LIMIT => {
+                    return Err(format!(
+                        "serve did not open within {TIME_LIMIT:?}"
+                    ));
+                }
+                Err(_) => {}
+            }
         }
         Ok(Server {
             shift,

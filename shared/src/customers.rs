@@ -346,6 +346,7 @@ fn start_connect(door: SocketAddr) -> io::Result<StdStream> {
     )?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    socket.set_tcp_keepalive(&KEEPALIVE)?;
     match socket.connect(&SockAddr::from(door)) {
         Ok(()) => {}
         Err(e) if in_progress(&e) => {}
@@ -353,6 +354,24 @@ fn start_connect(door: SocketAddr) -> io::Result<StdStream> {
     }
     Ok(socket.into())
 }
+
+/// Keepalive probes after 5 s of silence, every 2 s. A server that is
+/// slow answers a probe from its kernel, however long it takes to greet;
+/// only a connection the server no longer has goes unanswered or is reset.
+/// That happens when the server's accept queue is full as the handshake
+/// ends: Linux drops the customer's last ACK, the customer believes it is
+/// connected, and if the server gives up on the handshake the customer
+/// would wait for `NEXT` for ever. With the probes it hears of it within
+/// seconds, and the report names it.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(5))
+    .with_interval(Duration::from_secs(2))
+    .with_retries(3);
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(5))
+    .with_interval(Duration::from_secs(2));
 
 fn in_progress(e: &io::Error) -> bool {
     #[cfg(unix)]

@@ -94,40 +94,56 @@ fn command_line() -> String {
     format!("cargo run --release -- {}", args.join(" "))
 }
 
-/// `backlog.md`: connect and counter waits on `takeout` for each listen
-/// backlog, medians of the rounds in `reports[i]`.
+/// One round of the backlog experiment.
+#[derive(Clone, Debug)]
+pub enum Round {
+    /// Every customer served: the report.
+    Served(Box<restaurant::Report>),
+    /// This many customers left without a plate.
+    Lost(u64),
+}
+
+/// `backlog.md`: for each listen backlog, what each round of `takeout`
+/// came to: customers lost, or the connect and counter waits.
 pub fn backlog(
     dir: &Path,
     backlogs: &[i32],
-    reports: &[Vec<restaurant::Report>],
+    rounds: &[Vec<Round>],
 ) -> Result<()> {
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
     let mut md = format!(
-        "{GENERATED}\n\n| listen backlog | connect wait p50 | p99 | max | \
-         counter wait p99 | makespan |\n|---:|---:|---:|---:|---:|---:|\n"
+        "{GENERATED}\n\n| listen backlog | round | customers lost | \
+         connect wait p50 | p99 | max | counter wait p99 | makespan |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
-    for (backlog, runs) in backlogs.iter().zip(reports) {
-        let pick = |f: &dyn Fn(&restaurant::Report) -> Option<f64>| {
-            seconds(median(runs.iter().filter_map(f).collect()))
-        };
-        let _ = writeln!(
-            md,
-            "| {backlog} | {} | {} | {} | {} | {} |",
-            pick(&|r| r.connect_wait.map(|p| p.p50)),
-            pick(&|r| r.connect_wait.map(|p| p.p99)),
-            pick(&|r| r.connect_wait.map(|p| p.max)),
-            pick(&|r| r.counter_wait.map(|p| p.p99)),
-            pick(&|r| Some(r.makespan_s)),
-        );
+    for (backlog, runs) in backlogs.iter().zip(rounds) {
+        for (i, round) in runs.iter().enumerate() {
+            let row = match round {
+                Round::Served(r) => {
+                    let pct = |p: Option<restaurant::report::Percentiles>,
+                               f: fn(
+                        &restaurant::report::Percentiles,
+                    ) -> f64| {
+                        p.as_ref()
+                            .map_or_else(|| "n/a".to_owned(), |p| seconds(f(p)))
+                    };
+                    format!(
+                        "0 | {} | {} | {} | {} | {}",
+                        pct(r.connect_wait, |p| p.p50),
+                        pct(r.connect_wait, |p| p.p99),
+                        pct(r.connect_wait, |p| p.max),
+                        pct(r.counter_wait, |p| p.p99),
+                        seconds(r.makespan_s)
+                    )
+                }
+                Round::Lost(n) => format!("**{n}** | | | | |"),
+            };
+            let _ = writeln!(md, "| {backlog} | {} | {row} |", i + 1);
+        }
     }
     let _ = writeln!(
         md,
-        "\n`concurrency-tokio --preset takeout --backlog N`, the median of \
-         {} runs each, measured on {} on {}.",
-        reports.first().map_or(0, Vec::len),
+        "\n`concurrency-tokio --preset takeout --backlog N` (5,000 \
+         customers in about 100 ms), measured on {} on {}.",
         machine::short(),
         machine::today()
     );

@@ -157,10 +157,12 @@ fn kill_group(pid: u32) {
 fn summary(stderr: &str, status: &str) -> String {
     let lines: Vec<&str> =
         stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // The example's own `<name>: error: …` line comes first; the lines
+    // under it detail it.
     let line = lines
         .iter()
-        .rev()
-        .find(|l| l.contains("error"))
+        .find(|l| l.contains(": error: "))
+        .or_else(|| lines.iter().rev().find(|l| l.contains("error")))
         .or(lines.last())
         .map(|l| l.trim().to_owned());
     match line {

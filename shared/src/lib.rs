@@ -44,6 +44,7 @@ pub mod fault;
 pub mod kernel;
 mod plate;
 pub mod probe;
+mod recipe;
 pub mod report;
 pub mod sequential;
 pub mod timeline;
@@ -57,11 +58,11 @@ pub use clock::Clock;
 pub use door::Shift;
 pub use fault::{BoxError, CookPanicked, panic_message};
 pub use plate::{Plate, served};
+pub use recipe::{Step, Work};
 pub use report::Report;
 pub use verify::{VerifyError, verify};
 pub use workload::{
-    Checksum, MAX_ORDERS, Order, Preset, RING_UP, Step, Work, Workload,
-    expected_digest,
+    Checksum, MAX_ORDERS, Order, Preset, RING_UP, Workload, expected_digest,
 };
 
 /// The reference model, as its binary and its tests see it.

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel;
+use crate::recipe::Work;
 use crate::trace::{self, Lane, Trace};
 use crate::wire::{self, Ticket};
-use crate::workload::Work;
 
 /// Plates served so far in this process, for the progress line and the
 /// count a `--listen` server prints when it closes.

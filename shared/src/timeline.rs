@@ -9,8 +9,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::recipe::Step;
 use crate::trace::{Lane, Trace};
-use crate::workload::Step;
 
 /// The kinds of bar on a timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

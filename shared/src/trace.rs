@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
-use crate::workload::Step;
+use crate::recipe::Step;
 
 /// An OS thread, as a timeline names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

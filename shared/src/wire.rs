@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::recipe::{Step, Work};
 use crate::trace::Span;
-use crate::workload::{Step, Work};
 
 /// The longest line either side accepts, `\n` included. An order of the
 /// menu is well under 200 bytes; a longer line is refused with `ERROR`.

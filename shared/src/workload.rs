@@ -12,31 +12,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::kernel;
+use crate::recipe::{Step, Work};
 use crate::wire;
 
 /// The most orders a workload may have. Enough for every experiment in the
 /// book, small enough that the orders and plates fit easily in memory.
 pub const MAX_ORDERS: usize = 1_000_000;
-
-/// How much CPU work a chop is, in kernel units (one unit ≈ 1 µs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Work(pub u32);
-
-impl Work {
-    /// The number of kernel units.
-    pub fn units(self) -> u32 {
-        self.0
-    }
-}
-
-/// One step of a recipe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Step {
-    /// CPU work: the cook's thread is busy for the whole step.
-    Chop(Work),
-    /// A wait (the oven, the fryer, a database): the cook needs no CPU.
-    Simmer(Duration),
-}
 
 /// The named workloads of the book.
 #[derive(

@@ -193,3 +193,96 @@ fn customers_refuse_a_door_nobody_opens() {
     assert!(stderr.contains("3 orders left without a plate"), "{stderr}");
     assert!(stderr.contains("could not connect"), "{stderr}");
 }
+
+/// The children of `pid`'s main thread (Linux).
+#[cfg(target_os = "linux")]
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` is still running (not gone, not a zombie).
+#[cfg(target_os = "linux")]
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .starts_with('Z')
+    })
+}
+
+/// Starts `sequential` on a night that lasts many seconds and waits until
+/// its customers' process is up; returns both.
+#[cfg(target_os = "linux")]
+fn a_long_night(json: bool) -> (std::process::Child, u32) {
+    use std::process::Stdio;
+    let mut command =
+        std::process::Command::new(env!("CARGO_BIN_EXE_sequential"));
+    command
+        .args(["--preset", "lunch-rush", "--time-scale", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if json {
+        command.arg("--json");
+    }
+    let server = command.spawn().unwrap();
+    let began = std::time::Instant::now();
+    loop {
+        if let Some(&customers) = children_of(server.id()).first() {
+            // Let a few customers in first.
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            return (server, customers);
+        }
+        assert!(began.elapsed().as_secs() < 10, "no customers' process");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_finishes_the_orders_inside_and_says_how_many() {
+    use nix::sys::signal::{SIGINT, kill};
+    use nix::unistd::Pid;
+    let (server, customers) = a_long_night(false);
+    let interrupted = std::time::Instant::now();
+    kill(Pid::from_raw(server.id() as i32), SIGINT).unwrap();
+    let out = server.wait_with_output().unwrap();
+    assert!(
+        interrupted.elapsed().as_secs() < 5,
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("interrupted    served"), "{text}{stderr}");
+    assert!(text.contains("of 500"), "{text}");
+    assert!(
+        !running(customers),
+        "the customers' process outlived the night"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_customers_die_with_a_killed_server() {
+    use nix::sys::signal::{SIGKILL, kill};
+    use nix::unistd::Pid;
+    let (mut server, customers) = a_long_night(true);
+    kill(Pid::from_raw(server.id() as i32), SIGKILL).unwrap();
+    let _ = server.wait();
+    let began = std::time::Instant::now();
+    while running(customers) && began.elapsed().as_secs() < 2 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        !running(customers),
+        "customers {customers} outlived the server"
+    );
+}

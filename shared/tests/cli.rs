@@ -231,17 +231,25 @@ fn a_long_night(json: bool) -> (std::process::Child, u32) {
     if json {
         command.arg("--json");
     }
-    let server = command.spawn().unwrap();
+    let mut server = command.spawn().unwrap();
     let began = std::time::Instant::now();
-    loop {
+    let customers = loop {
         if let Some(&customers) = children_of(server.id()).first() {
-            // Let a few customers in first.
-            std::thread::sleep(std::time::Duration::from_millis(800));
-            return (server, customers);
+            break Some(customers);
         }
-        assert!(began.elapsed().as_secs() < 10, "no customers' process");
+        if began.elapsed().as_secs() >= 10 {
+            break None;
+        }
         std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    };
+    let Some(customers) = customers else {
+        let _ = server.kill();
+        let _ = server.wait();
+        panic!("no customers' process within 10 s");
+    };
+    // Let a few customers in first.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    (server, customers)
 }
 
 #[cfg(target_os = "linux")]
@@ -285,4 +293,19 @@ fn the_customers_die_with_a_killed_server() {
         !running(customers),
         "customers {customers} outlived the server"
     );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_report_that_cannot_be_written_exits_1() {
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sequential"))
+        .args(["--orders", "3", "--time-scale", "100", "--json"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("cannot write the report"), "{stderr}");
 }

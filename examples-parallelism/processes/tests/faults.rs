@@ -6,6 +6,10 @@
 //! promises, every customer answered, and no worker left behind, not even
 //! a zombie.
 
+// Most of what this file imports serves the tests that kill processes,
+// which run on Unix (and Linux) only.
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

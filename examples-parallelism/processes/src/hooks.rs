@@ -1,8 +1,10 @@
 //! Test hooks of the worker role: environment variables that make a worker
 //! misbehave on cue, so the tests can show how the parent copes. Only the
-//! worker role reads them, and a normal run sets none of them. The tests
-//! set them on the worker's `Command` (`serve_with`), or on a server's
-//! environment, which its workers inherit; never on a user's run.
+//! worker role reads them, and only in a debug build (what `cargo test`
+//! builds): a release binary, which users and `compare` run, ignores them,
+//! so no environment can inject a fault into a real run. The tests set
+//! them on the worker's `Command` (`serve_with`), or on a server's
+//! environment, which its workers inherit.
 //!
 //! | variable | the worker… |
 //! |---|---|
@@ -27,8 +29,11 @@ pub(crate) struct Hooks {
 }
 
 impl Hooks {
-    /// Reads the hooks from the environment.
+    /// Reads the hooks from the environment (debug builds only).
     pub(crate) fn from_env() -> Hooks {
+        if !cfg!(debug_assertions) {
+            return Hooks::default();
+        }
         let id = |name| env::var(name).ok()?.parse().ok();
         Hooks {
             abort_on: id("PROCESSES_WORKER_ABORT_ON"),

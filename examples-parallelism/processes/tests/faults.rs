@@ -6,6 +6,9 @@
 //! promises, every customer answered, and no worker left behind, not even
 //! a zombie.
 
+// The worker's fault hooks exist in debug builds only (`src/hooks.rs`):
+// under `cargo test --release` there is nothing here to test.
+#![cfg(debug_assertions)]
 // Most of what this file imports serves the tests that kill processes,
 // which run on Unix (and Linux) only.
 #![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]

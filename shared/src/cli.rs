@@ -495,6 +495,10 @@ fn write_timeline(
     })
 }
 
+/// How long the customers may take to give their verdict once `serve` has
+/// returned: they only have to read their last plates and add up.
+const CUSTOMERS_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the customers' process says on its stdout.
 const ALL_IN: &str = "ALL-IN";
 const REPORT: &str = "REPORT ";
@@ -581,22 +585,27 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
 
     // The customers' news: ALL-IN closes the restaurant; then their verdict.
     let closer = shift.clone();
-    let reader = thread::Builder::new().name("customers-news".into()).spawn(
-        move || {
+    let (told, news) = std::sync::mpsc::channel();
+    thread::Builder::new()
+        .name("customers-news".into())
+        .spawn(move || {
             let mut verdict = None;
-            for line in BufReader::new(stdout?).lines() {
-                let Ok(line) = line else { break };
-                if line == ALL_IN {
-                    closer.close();
-                } else if line.starts_with(REPORT) || line.starts_with(FAILED) {
-                    verdict = Some(line);
+            if let Some(stdout) = stdout {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if line == ALL_IN {
+                        closer.close();
+                    } else if line.starts_with(REPORT)
+                        || line.starts_with(FAILED)
+                    {
+                        verdict = Some(line);
+                    }
                 }
             }
             // Whatever happened to them, no more customers are coming.
             closer.close();
-            verdict
-        },
-    )?;
+            let _ = told.send(verdict);
+        })?;
     probe::harness_thread_started();
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -626,7 +635,21 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
         drop(customers);
         return Err("serve returned before closing time".into());
     }
-    let verdict = reader.join().ok().flatten();
+    // Every accepted order is served once serve returns, so the customers
+    // have only their verdict left to give. One still waiting long after
+    // is waiting on a connection the model forgot: say so, do not hang.
+    let verdict = match news.recv_timeout(CUSTOMERS_GRACE) {
+        Ok(verdict) => verdict,
+        Err(_) => {
+            drop(customers);
+            return Err(format!(
+                "serve returned, but the customers were still waiting {} s \
+                 later: some connection was neither served nor closed",
+                CUSTOMERS_GRACE.as_secs()
+            )
+            .into());
+        }
+    };
     let status = customers.child.wait()?;
     drop(customers);
     let cost = Cost {

@@ -37,36 +37,108 @@ use crate::verify::verify;
 use crate::workload::{MAX_ORDERS, Preset, Workload};
 use crate::{BoxError, Clock};
 
-/// The most cooks `--cooks` accepts: far more threads than any machine
-/// here should run, few enough that a typo cannot exhaust the OS.
-pub const MAX_COOKS: u64 = 65_536;
-
 /// A model's `serve`: takes the listener (bound, its backlog sized), the
 /// number of cooks and the shift; accepts customers until closing time,
 /// finishes every order it accepted, and returns; or returns an error
 /// naming what went wrong.
 pub type Serve = fn(TcpListener, usize, Shift) -> Result<(), BoxError>;
 
-/// What `--cooks` means for a model, and its default.
+/// The cap for executors' worker threads and pools that only chop: far
+/// more than any core count, few enough that a typo cannot exhaust the OS.
+pub const EXECUTOR_CAP: usize = 1024;
+
+/// The cap for pools whose threads block while they simmer: 10,000
+/// threads (about 80 KiB of touched stack each here; Linux's default
+/// `threads-max` is in the hundreds of thousands). `takeout`'s burst needs
+/// 5,000.
+pub const THREADS_CAP: usize = 10_000;
+
+/// The cap for worker processes: each is a whole process (an address
+/// space, a copy of the binary's writable pages, a pipe pair), a few MiB
+/// of memory each, so far fewer than threads.
+pub const PROCESSES_CAP: usize = 512;
+
+/// What `--cooks` means for a model, its default and its cap.
+///
+/// The default is what a competent engineer would choose: an executor's
+/// worker threads, or a pool that only chops, one per core; a pool whose
+/// cooks block while they simmer, as many as the workload keeps busy at
+/// once (Little's law, [`Workload::cooks_by_littles_law`]). The cap is
+/// what the OS can bear for that model, and each model says why.
 #[derive(Clone, Copy, Debug)]
 pub enum Cooks {
     /// Exactly one cook: only `--cooks 1` is accepted.
     One,
     /// Defaults to the number of cores. The text says what K counts.
-    Cores(&'static str),
-    /// Defaults to a fixed number. The text says what K counts.
-    Fixed(usize, &'static str),
+    Cores {
+        /// What K counts, for `--help`.
+        what: &'static str,
+        /// The most the model accepts.
+        cap: usize,
+    },
+    /// Defaults to `auto`: Little's law for the workload, capped. The
+    /// text says what K counts.
+    Auto {
+        /// What K counts, for `--help`.
+        what: &'static str,
+        /// The most the model accepts, and the most `auto` gives.
+        cap: usize,
+    },
+}
+
+/// `--cooks`, as given: a number or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CooksArg {
+    /// `--cooks auto`: Little's law for the workload.
+    Auto,
+    /// `--cooks K`.
+    Count(usize),
+}
+
+fn parse_cooks(s: &str) -> Result<CooksArg, String> {
+    if s == "auto" {
+        return Ok(CooksArg::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(k) if k >= 1 => Ok(CooksArg::Count(k)),
+        _ => Err("expected a whole number of cooks, 1 or more, or `auto`"
+            .to_owned()),
+    }
+}
+
+/// The cores this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Cooks {
-    /// The number used when `--cooks` is not given.
-    pub fn default_count(self) -> usize {
+    /// The most cooks the model accepts.
+    pub fn cap(self) -> usize {
         match self {
             Cooks::One => 1,
-            Cooks::Cores(_) => {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
+            Cooks::Cores { cap, .. } | Cooks::Auto { cap, .. } => cap,
+        }
+    }
+
+    /// The number used when `--cooks` is not given, for `workload`.
+    pub fn default_for(self, workload: &Workload) -> usize {
+        match self {
+            Cooks::One => 1,
+            Cooks::Cores { cap, .. } => cores().min(cap),
+            Cooks::Auto { cap, .. } => {
+                workload.cooks_by_littles_law(cores()).min(cap)
             }
-            Cooks::Fixed(n, _) => n,
+        }
+    }
+
+    /// `auto` for this model on `workload`: Little's law, capped; for a
+    /// model that defaults to the cores, the cores.
+    pub fn auto_for(self, workload: &Workload) -> usize {
+        match self {
+            Cooks::One => 1,
+            Cooks::Cores { cap, .. } | Cooks::Auto { cap, .. } => {
+                workload.cooks_by_littles_law(cores()).min(cap)
+            }
         }
     }
 
@@ -75,25 +147,28 @@ impl Cooks {
     pub fn to_try(self) -> Vec<usize> {
         match self {
             Cooks::One => vec![1],
-            Cooks::Cores(_) | Cooks::Fixed(..) => vec![1, 3],
+            Cooks::Cores { .. } | Cooks::Auto { .. } => vec![1, 3],
         }
     }
 
     fn help(self) -> String {
         match self {
-            Cooks::One => {
-                "How many cooks: this model has exactly one, so only 1 \
-                 is accepted"
-                    .to_owned()
-            }
-            Cooks::Cores(what) => format!(
-                "How many cooks: {what} [default: the number of cores, \
-                 {}]",
-                self.default_count()
+            Cooks::One => "How many cooks: this model has exactly one, so \
+                           only 1 is accepted"
+                .to_owned(),
+            Cooks::Cores { what, cap } => format!(
+                "How many cooks: {what}, at most {cap}; `auto` sizes them \
+                 by Little's law for the workload [default: the number of \
+                 cores, {}]",
+                cores().min(cap)
             ),
-            Cooks::Fixed(n, what) => {
-                format!("How many cooks: {what} [default: {n}]")
-            }
+            Cooks::Auto { what, cap } => format!(
+                "How many cooks: {what}, at most {cap} [default: auto = \
+                 Little's law for the workload: ⌈peak arrivals per second \
+                 over any 100 ms × the mean time an order holds a cook \
+                 (its chops at 1 µs a unit, and its simmers) × 1.25⌉, at \
+                 least the cores, at most the orders and {cap}]"
+            ),
         }
     }
 }
@@ -105,8 +180,12 @@ pub struct Model {
     pub name: &'static str,
     /// One line on what the model shows, for `--help`.
     pub about: &'static str,
-    /// What `--cooks` means and its default.
+    /// What `--cooks` means, its default and its cap.
     pub cooks: Cooks,
+    /// `None` for a model with one cashier; `Some(default)` for a model
+    /// with several waiters, which takes `--waiters N` and reads it from
+    /// [`Shift::waiters`].
+    pub waiters: Option<usize>,
     /// The model itself.
     pub serve: Serve,
 }
@@ -207,9 +286,20 @@ pub struct Args {
         long,
         value_name = "K",
         allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u64).range(1..=MAX_COOKS)
+        value_parser = parse_cooks
     )]
-    pub cooks: Option<u64>,
+    pub cooks: Option<CooksArg>,
+
+    /// How many waiters greet customers and take their orders, each a
+    /// blocking thread (only for a model with waiters)
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        hide = true,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_WAITERS)
+    )]
+    pub waiters: Option<u64>,
 
     /// Draw the run as an SVG timeline in FILE: one lane per server
     /// thread, its ring-ups, chops and simmers
@@ -262,6 +352,9 @@ fn parse_time_scale(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The most waiters `--waiters` accepts: each is a thread.
+pub const MAX_WAITERS: u64 = 1024;
+
 /// A run, its arguments checked against the model.
 #[derive(Clone, Debug)]
 pub struct Run {
@@ -269,6 +362,8 @@ pub struct Run {
     pub args: Args,
     /// Cooks to serve with.
     pub cooks: usize,
+    /// Waiters to serve with (1 for a model with one cashier).
+    pub waiters: usize,
 }
 
 /// Parses the process's arguments for `model`. Exits with status 2 and a
@@ -289,24 +384,57 @@ where
         .bin_name(model.name)
         .about(model.about)
         .mut_arg("cooks", |arg| arg.help(model.cooks.help()));
+    if let Some(default) = model.waiters {
+        command = command.mut_arg("waiters", |arg| {
+            arg.hide(false).help(format!(
+                "How many waiters greet customers and take their orders, \
+                 each a blocking thread [default: {default}]"
+            ))
+        });
+    }
     let matches = command
         .try_get_matches_from_mut(args)
         .unwrap_or_else(|e| e.exit());
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
 
+    let cap = model.cooks.cap();
+    let refuse = |command: &mut clap::Command, why: String| -> ! {
+        command.error(ErrorKind::ValueValidation, why).exit()
+    };
     let cooks = match (model.cooks, args.cooks) {
-        (Cooks::One, Some(k)) if k != 1 => command
-            .error(
-                ErrorKind::ValueValidation,
-                format!(
-                    "invalid value '{k}' for '--cooks <K>': {} has exactly \
-                     one cook, so only 1 is accepted",
-                    model.name
-                ),
-            )
-            .exit(),
-        (_, Some(k)) => k as usize,
-        (policy, None) => policy.default_count(),
+        (Cooks::One, Some(CooksArg::Count(k))) if k != 1 => refuse(
+            &mut command,
+            format!(
+                "invalid value '{k}' for '--cooks <K>': {} has exactly one \
+                 cook, so only 1 is accepted",
+                model.name
+            ),
+        ),
+        (_, Some(CooksArg::Count(k))) if k > cap => refuse(
+            &mut command,
+            format!(
+                "invalid value '{k}' for '--cooks <K>': {} takes at most \
+                 {cap} cooks",
+                model.name
+            ),
+        ),
+        (_, Some(CooksArg::Count(k))) => k,
+        (policy, Some(CooksArg::Auto)) => {
+            policy.auto_for(&args.workload.generate())
+        }
+        (policy, None) => policy.default_for(&args.workload.generate()),
+    };
+    let waiters = match (model.waiters, args.waiters) {
+        (None, Some(_)) => refuse(
+            &mut command,
+            format!(
+                "unexpected argument '--waiters': {} has one cashier",
+                model.name
+            ),
+        ),
+        (_, Some(n)) => n as usize,
+        (Some(default), None) => default,
+        (None, None) => 1,
     };
     if let Some(id) = args.fault_order {
         let orders = args.workload.orders();
@@ -335,7 +463,11 @@ where
             )
             .exit();
     }
-    Run { args, cooks }
+    Run {
+        args,
+        cooks,
+        waiters,
+    }
 }
 
 /// Whether a file can be written at `path`: before any work starts, so a
@@ -443,7 +575,8 @@ fn listen(
                 "{name}: {fault} (that customer was told ERROR; serving on)"
             );
         }),
-    );
+    )
+    .with_waiters(run.waiters);
     let closer = shift.clone();
     on_interrupt(move || {
         eprintln!("{name}: closing: no new customers; finishing the orders in");
@@ -581,7 +714,8 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
             eprintln!("{name}: error: {fault}");
             std::process::exit(1);
         }),
-    );
+    )
+    .with_waiters(run.waiters);
 
     // The customers' news: ALL-IN closes the restaurant; then their verdict.
     let closer = shift.clone();
@@ -675,6 +809,7 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
     let mut report: Report = serde_json::from_str(json)?;
     report.model = name.to_owned();
     report.cooks = run.cooks as u64;
+    report.waiters = model.waiters.map(|_| run.waiters as u64);
     report.cpu_s = cost.cpu.map(|d| d.as_secs_f64());
     report.peak_rss_bytes = cost.peak_rss_bytes;
     report.peak_threads = cost.peak_threads;
@@ -752,6 +887,9 @@ fn customers_child(args: &Args) -> ExitCode {
                 // The server is gone: nobody is left to serve or report to.
                 std::process::exit(1);
             });
+    // While the server sets up: how long a unit of work takes, for the
+    // night's lower bound.
+    let unit = crate::kernel::measure_unit_quickly();
     if watcher.is_err() || went.recv().is_err() {
         return ExitCode::FAILURE;
     }
@@ -761,7 +899,7 @@ fn customers_child(args: &Args) -> ExitCode {
     });
     let verdict = night
         .map_err(|e| format!("the customers could not start: {e}").into())
-        .and_then(|night| judge(&workload, &night));
+        .and_then(|night| judge(&workload, &night, Some(unit)));
     let (line, code) = match verdict {
         Ok(report) => {
             let code = if report.interrupted { 130 } else { 0 };
@@ -778,17 +916,20 @@ fn customers_child(args: &Args) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Verifies a night and makes its report (the server's cost left empty).
-fn judge(workload: &Workload, night: &Night) -> Result<Report, BoxError> {
+/// Verifies a night and makes its report (the server's cost left empty),
+/// with its lower bound when the time of a unit of work was measured.
+fn judge(
+    workload: &Workload,
+    night: &Night,
+    unit: Option<std::time::Duration>,
+) -> Result<Report, BoxError> {
     let checksum = verify(workload, night)?;
-    Ok(Report::new(
-        "",
-        workload,
-        0,
-        night,
-        checksum,
-        Cost::default(),
-    ))
+    let report =
+        Report::new("", workload, 0, night, checksum, Cost::default());
+    Ok(match unit {
+        Some(unit) => report.with_lower_bound(workload, night, unit),
+        None => report,
+    })
 }
 
 /// The `customers` binary's arguments.
@@ -816,6 +957,7 @@ pub fn customers_main() -> ExitCode {
     let args = CustomersArgs::parse();
     customers::raise_fd_limit();
     let workload = args.workload.generate();
+    let unit = crate::kernel::measure_unit_quickly();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     on_interrupt(move || {
@@ -824,7 +966,7 @@ pub fn customers_main() -> ExitCode {
     });
     let outcome = customers::visit(&workload, args.connect, &stop, || {})
         .map_err(|e| format!("the customers could not start: {e}").into())
-        .and_then(|night| judge(&workload, &night))
+        .and_then(|night| judge(&workload, &night, Some(unit)))
         .and_then(|mut report| {
             report.model = format!("server at {}", args.connect);
             print_report(&report, args.workload.json)?;

@@ -127,7 +127,7 @@ impl Server {
         let listener = door::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
         let door = listener.local_addr().map_err(|e| e.to_string())?;
-        let shift = Shift::new(door);
+        let shift = Shift::new(door).with_waiters(model.waiters.unwrap_or(1));
         let (done, result) = mpsc::channel();
         let serve = model.serve;
         let server_shift = shift.clone();

@@ -180,8 +180,11 @@ pub fn visit(
     stop: &AtomicBool,
     all_in: impl FnOnce(),
 ) -> io::Result<Night> {
+    // Time for the slow talkers' pauses (tokio's timer: millisecond
+    // resolution, plenty for pauses of tens of milliseconds).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()?;
     let cap = connection_cap();
     let slots = Arc::new(Slots {
@@ -209,12 +212,12 @@ pub fn visit(
                         let slot = Slot(Arc::clone(&pacer_slots));
                         let news = pacer_news.clone();
                         let line = orders[i].line();
-                        let id = orders[i].id();
+                        let (id, talk) = (orders[i].id(), orders[i].talk());
                         handle.spawn(async move {
-                            let visit = converse(
-                                socket, visit, id, &line, opening, &news,
-                            )
-                            .await;
+                            let said = Said { id, line, talk };
+                            let visit =
+                                converse(socket, visit, &said, opening, &news)
+                                    .await;
                             drop(slot);
                             let _ = news.send(News::Left(i, visit));
                         });
@@ -383,20 +386,25 @@ fn in_progress(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
+/// What one customer says, and how long they take to say it.
+struct Said {
+    id: u64,
+    line: String,
+    talk: Duration,
+}
+
 /// One customer's conversation with the restaurant.
 async fn converse(
     socket: Option<StdStream>,
     mut visit: Visit,
-    id: u64,
-    line: &str,
+    said: &Said,
     opening: Instant,
     news: &mpsc::UnboundedSender<News>,
 ) -> Visit {
     let mut settled = false;
     if let Some(socket) = socket
         && let Err(trouble) =
-            talk(socket, &mut visit, id, line, opening, news, &mut settled)
-                .await
+            talk(socket, &mut visit, said, opening, news, &mut settled).await
     {
         visit.trouble = Some(trouble);
     }
@@ -409,8 +417,7 @@ async fn converse(
 async fn talk(
     socket: StdStream,
     visit: &mut Visit,
-    id: u64,
-    line: &str,
+    said: &Said,
     opening: Instant,
     news: &mpsc::UnboundedSender<News>,
     settled: &mut bool,
@@ -428,7 +435,12 @@ async fn talk(
 
     expect(&mut reader, &mut buf, "NEXT", |r| r == Reply::Next).await?;
     visit.greeted = Some(opening.elapsed());
-    writer.write_all(line.as_bytes()).await.map_err(cut)?;
+    // A slow talker keeps the listener waiting before the line arrives.
+    if !said.talk.is_zero() {
+        tokio::time::sleep(said.talk).await;
+    }
+    writer.write_all(said.line.as_bytes()).await.map_err(cut)?;
+    let id = said.id;
 
     expect(&mut reader, &mut buf, "RUNG", |r| r == Reply::Rung(id)).await?;
     visit.rung = Some(opening.elapsed());

@@ -83,6 +83,7 @@ struct Inner {
     state: Mutex<State>,
     changed: Condvar,
     door: SocketAddr,
+    waiters: usize,
     on_fault: OnFault,
 }
 
@@ -139,8 +140,29 @@ impl Shift {
             }),
             changed: Condvar::new(),
             door,
+            waiters: 1,
             on_fault,
         }))
+    }
+
+    /// The same shift staffed with `waiters` waiters (at least one), for a
+    /// model that has several ([`Shift::waiters`]).
+    ///
+    /// # Panics
+    ///
+    /// If the shift was already cloned: the roster is set before anyone
+    /// shares the shift.
+    pub fn with_waiters(mut self, waiters: usize) -> Shift {
+        Arc::get_mut(&mut self.0)
+            .expect("the waiters are set before the shift is shared")
+            .waiters = waiters.max(1);
+        self
+    }
+
+    /// How many waiters this shift has (`--waiters`; 1 unless the model
+    /// takes several). Models with one cashier never ask.
+    pub fn waiters(&self) -> usize {
+        self.0.waiters
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -62,7 +62,8 @@ pub use recipe::{Step, Work};
 pub use report::Report;
 pub use verify::{VerifyError, verify};
 pub use workload::{
-    Checksum, MAX_ORDERS, Order, Preset, RING_UP, Workload, expected_digest,
+    Checksum, MAX_ORDERS, NOMINAL_UNIT, Order, Preset, RING_UP, Workload,
+    expected_digest,
 };
 
 /// The reference model, as its binary and its tests see it.
@@ -71,5 +72,6 @@ pub const SEQUENTIAL: Model = Model {
     about: "One person does everything in order: the baseline and the \
             checksum every model must match.",
     cooks: Cooks::One,
+    waiters: None,
     serve: sequential::serve,
 };

@@ -94,6 +94,10 @@ pub struct Report {
     pub orders: u64,
     /// The cooks the model ran with (0 when the customers did not know).
     pub cooks: u64,
+    /// The waiters it ran with, for a model that has several; absent for
+    /// a model with one cashier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiters: Option<u64>,
     /// The divisor the customers applied to arrivals and simmers.
     pub time_scale: f64,
     /// Plates served with the right digest.
@@ -102,6 +106,12 @@ pub struct Report {
     pub checksum: String,
     /// Opening to the last plate, in seconds.
     pub makespan_s: f64,
+    /// The physical limit for this night, in seconds: the workload's lower
+    /// bound with every order arriving when its customer really walked in
+    /// (`Workload::lower_bound_at`), at the unit the customers measured;
+    /// `null` when not measured. Efficiency = this ÷ makespan.
+    #[serde(default)]
+    pub lower_bound_s: Option<f64>,
     /// CPU time of the server, in seconds; `null` where unknown.
     pub cpu_s: Option<f64>,
     /// `NEXT` received − walked in: how long customers stood at the door
@@ -176,10 +186,12 @@ impl Report {
             seed: workload.seed(),
             orders: orders.len() as u64,
             cooks: cooks as u64,
+            waiters: None,
             time_scale: workload.time_scale(),
             served: served as u64,
             checksum: checksum.to_string(),
             makespan_s: makespan.as_secs_f64(),
+            lower_bound_s: None,
             cpu_s: cost.cpu.map(|d| d.as_secs_f64()),
             counter_wait: between(|v| v.walked_in, |v| v.greeted),
             order_latency: between(|v| v.walked_in, |v| v.plated),
@@ -193,6 +205,39 @@ impl Report {
             interrupted: night.interrupted,
             host: Host::this(),
         }
+    }
+
+    /// Sets the night's lower bound, taking each order's arrival as the
+    /// moment its customer walked in (the scheduled one for a customer who
+    /// never did), one unit of work taking `unit`, on this machine's cores.
+    pub fn with_lower_bound(
+        mut self,
+        workload: &Workload,
+        night: &Night,
+        unit: Duration,
+    ) -> Report {
+        let walked: Vec<Option<Duration>> =
+            night.visits.iter().map(|v| v.walked_in).collect();
+        let bound = workload.lower_bound_at(
+            |order| {
+                walked
+                    .get(order.id() as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or(order.arrival())
+            },
+            unit,
+            self.host.cores,
+        );
+        self.lower_bound_s = Some(bound.as_secs_f64());
+        self
+    }
+
+    /// Lower bound ÷ makespan: how close the run came to the physical
+    /// limit; `None` when either is unknown or zero.
+    pub fn efficiency(&self) -> Option<f64> {
+        let bound = self.lower_bound_s?;
+        (self.makespan_s > 0.0).then(|| bound / self.makespan_s)
     }
 
     /// The compact one-line JSON form.
@@ -237,6 +282,13 @@ impl fmt::Display for Report {
             self.cooks,
             if self.cooks == 1 { "" } else { "s" },
         )?;
+        if let Some(waiters) = self.waiters {
+            write!(
+                f,
+                ", {waiters} waiter{}",
+                if waiters == 1 { "" } else { "s" }
+            )?;
+        }
         if self.time_scale != 1.0 {
             write!(f, ", time ÷{}", self.time_scale)?;
         }
@@ -262,6 +314,18 @@ impl fmt::Display for Report {
             self.cpu_s.map_or_else(na, seconds),
             self.customers_cpu_s.map_or_else(na, seconds)
         )?;
+        if let (Some(bound), Some(efficiency)) =
+            (self.lower_bound_s, self.efficiency())
+        {
+            writeln!(
+                f,
+                "  lower bound    {}   efficiency {:.0}% (no model can \
+                 finish sooner on {} cores)",
+                seconds(bound),
+                efficiency * 100.0,
+                self.host.cores
+            )?;
+        }
         for (name, p) in [
             ("counter wait ", self.counter_wait),
             ("order latency", self.order_latency),

@@ -37,19 +37,25 @@ pub enum Preset {
     LunchRush,
     /// Thousands of orders in a burst, mostly simmering: concurrency.
     Takeout,
-    /// Hundreds of orders at once, heavy chopping: parallelism.
+    /// Hundreds of orders at once, mostly chopping (4 ms of chops and a
+    /// 1–2 ms simmer per dish): parallelism.
     Banquet,
     /// A light lunch rush plus a few 100–200 ms chops: blocking.
     BigOrder,
+    /// Customers who take 10–50 ms to say their order: a cashier who
+    /// listens to one at a time falls behind; waiters, or a loop that
+    /// listens to all at once, keep up.
+    SlowTalkers,
 }
 
 impl Preset {
     /// Every preset, in the order the book presents them.
-    pub const ALL: [Preset; 4] = [
+    pub const ALL: [Preset; 5] = [
         Preset::LunchRush,
         Preset::Takeout,
         Preset::Banquet,
         Preset::BigOrder,
+        Preset::SlowTalkers,
     ];
 
     /// The preset's name on the command line and in reports.
@@ -59,6 +65,7 @@ impl Preset {
             Preset::Takeout => "takeout",
             Preset::Banquet => "banquet",
             Preset::BigOrder => "big-order",
+            Preset::SlowTalkers => "slow-talkers",
         }
     }
 
@@ -70,6 +77,7 @@ impl Preset {
             Preset::Takeout => 5000,
             Preset::Banquet => 400,
             Preset::BigOrder => 500,
+            Preset::SlowTalkers => 150,
         }
     }
 }
@@ -152,6 +160,12 @@ const ROAST_HOG: Dish = Dish {
 };
 // ANCHOR_END: menu
 
+/// The time of one unit of work, nominally: what sizing by Little's law
+/// assumes ([`Workload::cooks_by_littles_law`]), so that the number of
+/// cooks depends on the workload only, not on how fast this machine is
+/// today. `kernel::measure_unit` gives the real one (about 1 µs here).
+pub const NOMINAL_UNIT: Duration = Duration::from_micros(1);
+
 /// The cashier's own chop for ringing up one order.
 pub const RING_UP: Work = Work(kernel::RING_UP_UNITS);
 
@@ -164,6 +178,7 @@ pub const RING_UP: Work = Work(kernel::RING_UP_UNITS);
 pub struct Order {
     id: u64,
     arrival: Duration,
+    talk: Duration,
     dish: &'static str,
     start: u64,
     steps: Arc<[Step]>,
@@ -178,6 +193,13 @@ impl Order {
     /// When the customer walks in, as an offset from opening.
     pub fn arrival(&self) -> Duration {
         self.arrival
+    }
+
+    /// How long the customer takes to say the order once greeted (zero
+    /// but on `slow-talkers`): the customers wait this long after `NEXT`
+    /// before they send the line.
+    pub fn talk(&self) -> Duration {
+        self.talk
     }
 
     /// The dish's name on the menu.
@@ -212,6 +234,17 @@ impl Order {
             })
             .sum();
         chops + u64::from(RING_UP.units())
+    }
+
+    /// The sum of this order's simmers.
+    pub fn simmer(&self) -> Duration {
+        self.steps
+            .iter()
+            .map(|step| match step {
+                Step::Chop(_) => Duration::ZERO,
+                Step::Simmer(d) => *d,
+            })
+            .sum()
     }
 }
 
@@ -366,6 +399,7 @@ impl Workload {
         let mut time = Duration::ZERO;
         let mut list = Vec::with_capacity(orders);
         for id in 0..orders as u64 {
+            let mut talk = Duration::ZERO;
             let dish = match preset {
                 Preset::LunchRush => {
                     time += rng.exponential(Duration::from_millis(2));
@@ -387,11 +421,19 @@ impl Workload {
                         rng.pick(&lunch)
                     }
                 }
+                Preset::SlowTalkers => {
+                    // 100 customers a second, each taking 10–50 ms to say
+                    // the order: one listener keeps up with 33 a second.
+                    time += rng.exponential(Duration::from_millis(10));
+                    talk = Duration::from_micros(10_000 + rng.below(40_000));
+                    rng.pick(&lunch)
+                }
             };
             // ANCHOR_END: presets
             list.push(Order {
                 id,
                 arrival: scale(time),
+                talk: scale(talk),
                 dish: dish.name,
                 start: start_of(key, id),
                 steps: recipe(dish),
@@ -449,34 +491,44 @@ impl Workload {
 
     /// The sum of every simmer of every order.
     pub fn total_simmer(&self) -> Duration {
-        self.orders
-            .iter()
-            .flat_map(|order| order.steps.iter())
-            .map(|step| match step {
-                Step::Chop(_) => Duration::ZERO,
-                Step::Simmer(d) => *d,
-            })
-            .sum()
+        self.orders.iter().map(Order::simmer).sum()
     }
 
     /// The physical limit: no model can finish this workload sooner, on
-    /// `cores` cores where one unit of work takes `unit`. It is the larger of
+    /// `cores` cores where one unit of work takes `unit`, with every
+    /// customer walking in when scheduled. See [`Workload::lower_bound_at`].
+    pub fn lower_bound(&self, unit: Duration, cores: usize) -> Duration {
+        self.lower_bound_at(|order| order.arrival, unit, cores)
+    }
+
+    /// The physical limit with each order arriving at `arrival(order)`
+    /// (the customers pass the moment each one really walked in, so their
+    /// own lateness is not counted against the model). It is the larger of
     ///
-    /// - the kitchen's total chopping spread perfectly over every core, and
-    /// - the cashier's serial chain: ringing up each order no earlier than
-    ///   its arrival, one after another, plus that order's own chops and
-    ///   simmers, for whichever order finishes last.
+    /// - for every order k, in order of arrival: k's arrival plus all the
+    ///   work (ring-ups and chops) that arrives at or after it, spread
+    ///   perfectly over every core: that work cannot start sooner; and
+    /// - for every order: its arrival, its talk, its ring-up and its own
+    ///   steps one after another: that order cannot be served sooner.
     ///
     /// `efficiency = lower bound ÷ makespan` says how close a model came.
-    pub fn lower_bound(&self, unit: Duration, cores: usize) -> Duration {
-        let all_cores = unit
-            .mul_f64(self.total_work() as f64)
-            .div_f64(cores.max(1) as f64);
+    pub fn lower_bound_at(
+        &self,
+        arrival: impl Fn(&Order) -> Duration,
+        unit: Duration,
+        cores: usize,
+    ) -> Duration {
+        let mut arrived: Vec<(Duration, &Order)> =
+            self.orders.iter().map(|o| (arrival(o), o)).collect();
+        arrived.sort_by_key(|(at, _)| *at);
+        let cores = cores.max(1) as f64;
         let ring_up = unit * RING_UP.units();
-        let mut till = Duration::ZERO;
-        let mut chain = Duration::ZERO;
-        for order in &self.orders {
-            till = till.max(order.arrival) + ring_up;
+        let mut bound = Duration::ZERO;
+        // Walk from the last arrival back, adding up the work still to come.
+        let mut later_work = 0u64;
+        for (at, order) in arrived.iter().rev() {
+            later_work += order.work();
+            let spread = unit.mul_f64(later_work as f64 / cores);
             let own: Duration = order
                 .steps
                 .iter()
@@ -485,9 +537,49 @@ impl Workload {
                     Step::Simmer(d) => d,
                 })
                 .sum();
-            chain = chain.max(till + own);
+            let chain = *at + order.talk + ring_up + own;
+            bound = bound.max(*at + spread).max(chain);
         }
-        all_cores.max(chain)
+        bound
+    }
+
+    /// How many cooks keep up with this workload, by Little's law: the
+    /// cooks busy at once = arrival rate × how long each order holds a
+    /// cook. That is ⌈peak arrival rate over any 100 ms window × mean time
+    /// a cook holds an order × 1.25⌉, where an order holds a cook for its
+    /// chops (at the nominal 1 µs a unit) and its simmers (a cook that
+    /// blocks while it simmers is held), and 1.25 is headroom for bursts
+    /// inside the window. Never more than the orders, never fewer than
+    /// `cores`. A model caps it at what the OS can bear.
+    pub fn cooks_by_littles_law(&self, cores: usize) -> usize {
+        const WINDOW: Duration = Duration::from_millis(100);
+        const HEADROOM: f64 = 1.25;
+        let cores = cores.max(1);
+        if self.orders.is_empty() {
+            return cores;
+        }
+        // The most arrivals inside any window of 100 ms (arrivals are
+        // sorted): a sliding window with two ends.
+        let mut peak = 0;
+        let mut first = 0;
+        for (last, order) in self.orders.iter().enumerate() {
+            while order.arrival - self.orders[first].arrival >= WINDOW {
+                first += 1;
+            }
+            peak = peak.max(last + 1 - first);
+        }
+        let rate = peak as f64 / WINDOW.as_secs_f64();
+        let held: Duration = self
+            .orders
+            .iter()
+            .map(|o| {
+                NOMINAL_UNIT * (o.work() - u64::from(RING_UP.units())) as u32
+                    + o.simmer()
+            })
+            .sum::<Duration>()
+            / self.orders.len() as u32;
+        let busy = (rate * held.as_secs_f64() * HEADROOM).ceil() as usize;
+        busy.min(self.orders.len()).max(cores)
     }
 
     /// When the last customer arrives.

@@ -6,7 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 
 use restaurant::wire::{self, Heard, Ticket};
-use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step, conformance};
+use restaurant::{
+    BoxError, Cooks, Model, Plate, Preset, Shift, Step, conformance,
+};
 
 /// A one-at-a-time server whose kitchen is `cook`: it gets the stream to
 /// answer on, the rung-up ticket and the shift.
@@ -122,6 +124,7 @@ fn model(serve: restaurant::cli::Serve) -> Model {
         name: "broken",
         about: "a deliberately broken model",
         cooks: Cooks::One,
+        waiters: None,
         serve,
     }
 }
@@ -160,11 +163,14 @@ fn a_model_that_ignores_garbage_fails_the_kit() {
 #[test]
 fn the_kit_covers_every_preset_seed_size_and_cook_count() {
     let several = Model {
-        cooks: Cooks::Cores("threads"),
+        cooks: Cooks::Cores {
+            what: "threads",
+            cap: 8,
+        },
         ..model(loses_an_order)
     };
     let cases = conformance::cases(&several);
-    assert_eq!(cases.len(), 4 * 2 * 4 * 2);
+    assert_eq!(cases.len(), Preset::ALL.len() * 2 * 4 * 2);
     let one = conformance::cases(&model(loses_an_order));
-    assert_eq!(one.len(), 4 * 2 * 4);
+    assert_eq!(one.len(), Preset::ALL.len() * 2 * 4);
 }

@@ -130,7 +130,7 @@ fn big_order_is_light_with_a_few_long_chops() {
 fn presets_have_their_documented_sizes() {
     let sizes: Vec<_> =
         Preset::ALL.iter().map(|p| p.default_orders()).collect();
-    assert_eq!(sizes, [500, 5000, 400, 500]);
+    assert_eq!(sizes, [500, 5000, 400, 500, 150]);
 }
 
 #[test]
@@ -172,6 +172,79 @@ fn the_lower_bound_is_the_larger_of_cores_and_the_cashier() {
     // No orders, nothing to wait for.
     let w = Workload::generate(Preset::LunchRush, 0, 1);
     assert_eq!(w.lower_bound(unit, 2), Duration::ZERO);
+}
+
+#[test]
+fn the_lower_bound_counts_only_work_that_has_arrived() {
+    let unit = Duration::from_micros(1);
+    // Lunch rush on many cores: the bound is set by when orders arrive,
+    // so it is past the last arrival, and far above the work ÷ cores the
+    // old bound used.
+    let w = Workload::generate(Preset::LunchRush, 500, 1);
+    let bound = w.lower_bound(unit, 2);
+    assert!(bound > w.last_arrival());
+    assert!(bound > unit * (w.total_work() / 2) as u32);
+    // Arrivals that come later by d move the bound by exactly d.
+    let late = Duration::from_millis(30);
+    let shifted = w.lower_bound_at(|o| o.arrival() + late, unit, 2);
+    assert_eq!(shifted, bound + late);
+    // A single late customer can only raise it.
+    let one_late = w.lower_bound_at(
+        |o| o.arrival() + if o.id() == 0 { late } else { Duration::ZERO },
+        unit,
+        2,
+    );
+    assert!(one_late >= bound);
+}
+
+#[test]
+fn slow_talkers_take_ten_to_fifty_milliseconds_and_others_none() {
+    let w = Workload::generate(Preset::SlowTalkers, 150, 1);
+    for order in w.orders() {
+        let talk = order.talk();
+        assert!(
+            (Duration::from_millis(10)..Duration::from_millis(50))
+                .contains(&talk),
+            "order {} talks for {talk:?}",
+            order.id()
+        );
+    }
+    // The time scale divides talking too.
+    let fast = Workload::generate_scaled(Preset::SlowTalkers, 150, 1, 10.0);
+    assert_eq!(fast.orders()[3].talk(), w.orders()[3].talk() / 10);
+    // Talk is part of each order's own chain in the lower bound.
+    let unit = Duration::from_micros(1);
+    let first = &w.orders()[0];
+    assert!(w.lower_bound(unit, 64) >= first.arrival() + first.talk());
+    for preset in [Preset::LunchRush, Preset::Takeout, Preset::BigOrder] {
+        let w = Workload::generate(preset, 50, 1);
+        assert!(w.orders().iter().all(|o| o.talk().is_zero()), "{preset}");
+    }
+}
+
+#[test]
+fn littles_law_sizes_blocking_pools_by_the_waiting() {
+    let cores = 2;
+    let cooks = |preset: Preset| {
+        let w = Workload::generate(preset, preset.default_orders(), 1);
+        w.cooks_by_littles_law(cores)
+    };
+    // Takeout: thousands of orders simmering at once: one cook each.
+    assert_eq!(cooks(Preset::Takeout), 5000);
+    // Lunch rush and big order: a handful more than the cores, far fewer
+    // than the 64 the issue allows.
+    let lunch = cooks(Preset::LunchRush);
+    assert!((3..=64).contains(&lunch), "lunch-rush: {lunch}");
+    let big = cooks(Preset::BigOrder);
+    assert!(big >= lunch, "big-order {big} < lunch-rush {lunch}");
+    // Never fewer than the cores, never more than the orders.
+    let empty = Workload::generate(Preset::LunchRush, 0, 1);
+    assert_eq!(empty.cooks_by_littles_law(8), 8);
+    let one = Workload::generate(Preset::Takeout, 1, 1);
+    assert_eq!(one.cooks_by_littles_law(1), 1);
+    // Time-scaled waits hold cooks for less time.
+    let fast = Workload::generate_scaled(Preset::Takeout, 5000, 1, 1000.0);
+    assert!(fast.cooks_by_littles_law(cores) < 5000);
 }
 
 #[test]

@@ -65,7 +65,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "A multi-thread runtime whose cooks chop inside block_in_place, \
             handing their worker's queue to another thread.",
-    cooks: Cooks::Cores("worker threads of the multi-thread runtime"),
+    cooks: Cooks::Cores {
+        what: "worker threads of the multi-thread runtime",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 

@@ -63,6 +63,7 @@ pub const MODEL: Model = Model {
             so the cashier stalls.",
     // One thread is the whole problem: the command line accepts only 1.
     cooks: Cooks::One,
+    waiters: None,
     serve,
 };
 

@@ -49,10 +49,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "One event loop; chops sent down a channel to kitchen threads of \
             its own, each result back on a oneshot.",
-    cooks: Cooks::Fixed(
-        4,
-        "kitchen threads that chop, beside one event-loop thread",
-    ),
+    cooks: Cooks::Cores {
+        what: "kitchen threads that chop, beside one event-loop thread",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 

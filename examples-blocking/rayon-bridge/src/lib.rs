@@ -48,10 +48,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "One event loop; chops sent to a rayon pool, each result back on \
             a oneshot channel.",
-    cooks: Cooks::Fixed(
-        4,
-        "rayon threads that chop, beside one event-loop thread",
-    ),
+    cooks: Cooks::Cores {
+        what: "rayon threads that chop, beside one event-loop thread",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 

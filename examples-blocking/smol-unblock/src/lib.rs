@@ -52,11 +52,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "A one-thread smol event loop; chops sent to the blocking crate's \
             pool with unblock.",
-    cooks: Cooks::Fixed(
-        4,
-        "cap on the blocking crate's threads that chop, beside one \
-         event-loop thread",
-    ),
+    cooks: Cooks::Cores {
+        what: "cap on the blocking crate's threads that chop, beside one event-loop thread",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 

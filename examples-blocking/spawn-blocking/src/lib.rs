@@ -58,7 +58,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "One event loop, chops on tokio's blocking pool: Node.js's event \
             loop and libuv pool, in Rust.",
-    cooks: Cooks::Fixed(4, "threads that chop, beside one event-loop thread"),
+    cooks: Cooks::Cores {
+        what: "threads that chop, beside one event-loop thread (libuv's pool has 4 by default)",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 

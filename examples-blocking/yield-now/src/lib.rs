@@ -66,6 +66,7 @@ pub const MODEL: Model = Model {
             about 100 µs with a yield between them.",
     // One thread, as in `blocking-blocked`: only 1 is accepted.
     cooks: Cooks::One,
+    waiters: None,
     serve,
 };
 

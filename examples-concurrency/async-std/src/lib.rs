@@ -74,7 +74,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "DISCONTINUED (RUSTSEC-2025-0052), kept only to compare: cooks as \
             async-std tasks. Use smol instead.",
-    cooks: Cooks::Cores("threads of async-std's global runtime"),
+    cooks: Cooks::Cores {
+        what: "threads of async-std's global runtime",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 // ANCHOR_END: model

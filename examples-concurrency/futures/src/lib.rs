@@ -66,7 +66,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "Cooks as tasks on the futures crate's own ThreadPool, the \
             cashier on its LocalPool; no reactor, so async-io's.",
-    cooks: Cooks::Cores("threads of the futures ThreadPool"),
+    cooks: Cooks::Cores {
+        what: "threads of the futures ThreadPool",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 // ANCHOR_END: model

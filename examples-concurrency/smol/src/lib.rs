@@ -70,7 +70,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "Cooks as tasks on smol's executor, run by N threads; the \
             cashier on a local executor of its own.",
-    cooks: Cooks::Cores("threads running the kitchen's executor"),
+    cooks: Cooks::Cores {
+        what: "threads running the kitchen's executor",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 // ANCHOR_END: model

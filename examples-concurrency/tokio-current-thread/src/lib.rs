@@ -59,6 +59,7 @@ pub const MODEL: Model = Model {
             in tokio.",
     // One thread is the whole point: the command line accepts only 1.
     cooks: Cooks::One,
+    waiters: None,
     serve,
 };
 // ANCHOR_END: model

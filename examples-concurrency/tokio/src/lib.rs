@@ -41,7 +41,11 @@ use tokio::time::{sleep, timeout};
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "Cooks as tasks on tokio's multi-thread, work-stealing runtime.",
-    cooks: Cooks::Cores("worker threads of the tokio runtime"),
+    cooks: Cooks::Cores {
+        what: "worker threads of the tokio runtime",
+        cap: restaurant::cli::EXECUTOR_CAP,
+    },
+    waiters: None,
     serve,
 };
 // ANCHOR_END: model

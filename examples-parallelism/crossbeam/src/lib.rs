@@ -46,7 +46,11 @@ use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "Scoped std threads sharing crossbeam's bounded MPMC channel.",
-    cooks: Cooks::Cores("threads in the pool"),
+    cooks: Cooks::Auto {
+        what: "threads in the pool, each cooking one order at a time",
+        cap: restaurant::cli::THREADS_CAP,
+    },
+    waiters: None,
     serve,
 };
 

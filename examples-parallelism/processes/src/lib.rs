@@ -80,7 +80,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "Cooks as child processes of the same binary, fed over \
             stdin/stdout pipes.",
-    cooks: Cooks::Cores("worker processes"),
+    cooks: Cooks::Auto {
+        what: "worker processes, each cooking one order at a time",
+        cap: restaurant::cli::PROCESSES_CAP,
+    },
+    waiters: None,
     serve,
 };
 

@@ -43,7 +43,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "A cashier thread hands each order to a rayon job, on a pool of \
             --cooks threads, in FIFO order.",
-    cooks: Cooks::Cores("threads in the pool"),
+    cooks: Cooks::Auto {
+        what: "threads in the pool, each cooking one order at a time",
+        cap: restaurant::cli::THREADS_CAP,
+    },
+    waiters: None,
     serve,
 };
 

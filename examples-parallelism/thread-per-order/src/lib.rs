@@ -55,7 +55,11 @@ pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "A new std thread for every order, with a cap on threads alive \
             at once.",
-    cooks: Cooks::Fixed(1024, "cap on threads alive at once"),
+    cooks: Cooks::Auto {
+        what: "cap on threads alive at once, one per order",
+        cap: restaurant::cli::THREADS_CAP,
+    },
+    waiters: None,
     serve,
 };
 

@@ -41,7 +41,7 @@ pub fn longest_chop(workload: &Workload) -> (Work, Duration) {
 /// answer proves nothing.
 pub fn night_at(model: &Model, workload: &Workload) -> Night {
     let name = model.name;
-    let server = Server::start(model, model.cooks.default_count())
+    let server = Server::start(model, model.cooks.default_for(workload))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let night = server.customers(workload);
     let faults = server.shift().faults();

@@ -28,9 +28,18 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::sync::{Arc, PoisonError};
+
+// The channel, the lock and the threads: std's.
+#[cfg(not(test))]
+use std::{sync::Mutex, sync::mpsc, thread};
+
+// In this crate's unit tests only, `shuttle`'s, which have the same API:
+// a schedule explorer then runs the rail and the crew below under thousands
+// of thread interleavings (`mod explore`, at the end). Copying this out?
+// Keep the std line, without its `cfg`.
+#[cfg(test)]
+use shuttle::{sync::Mutex, sync::mpsc, thread};
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -40,16 +49,13 @@ use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "A fixed set of std threads sharing one rail of tickets.",
-    cooks: Cooks::Auto {
-        what: "threads in the pool, each cooking one order at a time",
-        cap: restaurant::cli::THREADS_CAP,
-    },
-    waiters: None,
+    cooks: Cooks::Cores("threads in the pool"),
     serve,
 };
 
-/// A ticket on the rail, with the connection its plate goes back on.
-type Order = (Ticket, TcpStream);
+/// A ticket on the rail, with the connection its plate goes back on: a
+/// `TcpStream`, or in the explorer's tests a stand-in that keeps the lines.
+type Order<C = TcpStream> = (Ticket, C);
 
 // ANCHOR: serve
 /// Starts `cooks` threads, runs the cashier on the calling thread until
@@ -59,11 +65,27 @@ pub fn serve(
     cooks: usize,
     shift: Shift,
 ) -> Result<(), BoxError> {
+    kitchen(cooks, &shift, |rail| {
+        // The crew is up: open the door.
+        shift.open();
+        cashier(&listener, rail, &shift);
+    })
+}
+
+/// The pool: starts `cooks` threads on one rail, runs `front` (the cashier,
+/// who puts orders on the rail) on the calling thread, then closes the rail
+/// and joins the crew. It knows nothing of sockets: a plate goes back on
+/// whatever connection `C` came with its ticket.
+fn kitchen<C: Write + Send + 'static>(
+    cooks: usize,
+    shift: &Shift,
+    front: impl FnOnce(&mpsc::Sender<Order<C>>),
+) -> Result<(), BoxError> {
     // The ticket rail. Unbounded on purpose: the cashier never waits for
     // the kitchen, and a backlog shows up as order latency, not counter
     // wait. It cannot grow without bound either: every ticket holds its
     // customer's connection, and the OS limits how many are open.
-    let (rail, tickets) = mpsc::channel::<Order>();
+    let (rail, tickets) = mpsc::channel::<Order<C>>();
     // std's Receiver has one owner; a Mutex lets several cooks take turns
     // at it. Each cook holds the lock only while it takes one ticket.
     let tickets = Arc::new(Mutex::new(tickets));
@@ -88,9 +110,7 @@ pub fn serve(
         }
     }
 
-    // The crew is up: open the door.
-    shift.open();
-    cashier(&listener, &rail, &shift);
+    front(&rail);
     // Closing the rail is the cooks' signal to go home: each cook's `recv`
     // fails once the rail is empty, so every accepted order is served.
     drop(rail);
@@ -161,7 +181,7 @@ fn take_order(mut stream: TcpStream) -> Option<Order> {
 
 // ANCHOR: cook
 /// A cook thread: takes tickets until the rail closes.
-fn cook(tickets: &Mutex<Receiver<Order>>, shift: &Shift) {
+fn cook<C: Write>(tickets: &Mutex<mpsc::Receiver<Order<C>>>, shift: &Shift) {
     loop {
         // The guard is a temporary, dropped at the end of this statement, so
         // the lock is released before the cook starts cooking. (`while let
@@ -204,3 +224,181 @@ fn cook_one(ticket: &Ticket) -> String {
     plate.serve()
 }
 // ANCHOR_END: cook
+
+/// The schedule explorer. These tests run the real `kitchen` and `cook`
+/// above on `shuttle`'s threads, lock and channel (the imports at the top),
+/// with the cashier replaced by a loop that puts a few tickets on the rail
+/// and each connection by a [`Customer`] that keeps what it heard. shuttle
+/// runs every thread of a test on one OS thread and picks which one goes
+/// next at each lock, send, receive, spawn and join, so each iteration is
+/// one schedule; a run in which every thread waits (a cook on a rail that
+/// never closes, a join on such a cook) fails the test as a deadlock, with
+/// the schedule to replay it.
+#[cfg(test)]
+mod explore {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use restaurant::{Step, Work, kernel};
+
+    use super::*;
+
+    /// Schedules per test and scheduler.
+    const SCHEDULES: usize = 1000;
+    /// PCT finds any bug that needs at most this many forced switches with
+    /// a known probability per schedule.
+    const PCT_DEPTH: usize = 3;
+    /// Customers in a night: more than cooks, so tickets wait on the rail.
+    const ORDERS: u64 = 4;
+
+    /// A customer's end of the connection: every byte the cook wrote to it.
+    /// A std lock, not shuttle's: it is the socket's stand-in, not part of
+    /// the hand-off under test, and is never held across a switch.
+    #[derive(Clone, Default)]
+    struct Customer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Customer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Customer {
+        fn heard(&self) -> String {
+            let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+
+    /// The first order's start value for a test: each test has its own, so
+    /// a fault injected for one (the registry is process-wide) is never
+    /// seen by another test running beside it.
+    fn start(test: u64, id: u64) -> u64 {
+        0x5ced_0000_0000_0000 | test << 16 | id
+    }
+
+    /// One night: `ORDERS` customers, each with a ticket already rung up,
+    /// served by `cooks` threads; then checks that every customer heard
+    /// exactly the one line it should have, that the crew went home, and
+    /// that the order `faulty` (if any) was reported as a cook's panic.
+    fn night(test: u64, cooks: usize, faulty: Option<u64>) {
+        let shift = Shift::with_hooks(
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            Box::new(|| {}),
+            Box::new(|_| {}),
+        );
+        // Two chops around a simmer: under shuttle a simmer's sleep is a
+        // switch, so another thread may run in the middle of an order.
+        let steps = [
+            Step::Chop(Work(2)),
+            Step::Simmer(Duration::from_micros(1)),
+            Step::Chop(Work(3)),
+        ];
+        let mut tickets = Vec::new();
+        let mut expected = Vec::new();
+        for id in 0..ORDERS {
+            let start = start(test, id);
+            let line = wire::order_line(id, "soup", start, &steps);
+            let mut ticket =
+                wire::parse_order(&line).expect("the test's order line parses");
+            ticket.ring_up();
+            let customer = Customer::default();
+            let digest =
+                kernel::chop(kernel::chop(kernel::ring_up(start), 2), 3);
+            let should_hear = if faulty == Some(id) {
+                wire::error_line("the cook panicked")
+            } else {
+                wire::plate_line(id, digest)
+            };
+            tickets.push((ticket, customer.clone()));
+            expected.push((id, customer, should_hear));
+        }
+
+        let served = kitchen(cooks, &shift, |rail| {
+            // The cashier's hand-over, as in `cashier`.
+            for order in tickets {
+                if rail.send(order).is_err() {
+                    return;
+                }
+            }
+        });
+
+        // `kitchen` returned, so every cook was joined: nobody is left
+        // holding a plate.
+        assert!(
+            served.is_ok(),
+            "the crew did not go home cleanly: {served:?}"
+        );
+        for (id, customer, should_hear) in expected {
+            assert_eq!(customer.heard(), should_hear, "order {id}");
+        }
+        let faults = shift.faults();
+        match faulty {
+            None => assert!(faults.is_empty(), "faults: {faults:?}"),
+            Some(id) => {
+                assert_eq!(faults.len(), 1, "faults: {faults:?}");
+                assert!(
+                    faults[0].contains(&format!("order {id} ")),
+                    "the fault names another order: {faults:?}"
+                );
+            }
+        }
+    }
+
+    /// Makes the first chop of order `id` of test `test` panic.
+    fn inject(test: u64, id: u64) -> Option<u64> {
+        restaurant::fault::inject(start(test, id));
+        Some(id)
+    }
+
+    #[test]
+    fn every_order_is_served_once_and_the_crew_goes_home_random() {
+        shuttle::check_random(|| night(1, 2, None), SCHEDULES);
+    }
+
+    #[test]
+    fn every_order_is_served_once_and_the_crew_goes_home_pct() {
+        shuttle::check_pct(|| night(2, 3, None), SCHEDULES, PCT_DEPTH);
+    }
+
+    #[test]
+    fn a_panicking_cook_is_reported_and_the_crew_serves_on_random() {
+        let faulty = inject(3, 1);
+        shuttle::check_random(move || night(3, 2, faulty), SCHEDULES);
+    }
+
+    #[test]
+    fn a_panicking_cook_is_reported_and_the_crew_serves_on_pct() {
+        // One cook: it must survive its panic to serve the orders after it.
+        let faulty = inject(4, 0);
+        shuttle::check_pct(move || night(4, 1, faulty), SCHEDULES, PCT_DEPTH);
+    }
+
+    /// The explorer does see a hang: a sender kept past closing time (here
+    /// a clone the cashier forgets to drop) keeps the rail open, so the
+    /// cooks wait for tickets and `kitchen` waits for the cooks.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_rail_left_open_is_reported_as_a_deadlock() {
+        shuttle::check_random(
+            || {
+                let shift = Shift::with_hooks(
+                    SocketAddr::from(([127, 0, 0, 1], 9)),
+                    Box::new(|| {}),
+                    Box::new(|_| {}),
+                );
+                let _ = kitchen::<Customer>(2, &shift, |rail| {
+                    std::mem::forget(rail.clone());
+                });
+            },
+            10,
+        );
+    }
+}

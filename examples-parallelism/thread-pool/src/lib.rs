@@ -49,7 +49,11 @@ use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
     about: "A fixed set of std threads sharing one rail of tickets.",
-    cooks: Cooks::Cores("threads in the pool"),
+    cooks: Cooks::Auto {
+        what: "threads in the pool, each cooking one order at a time",
+        cap: restaurant::cli::THREADS_CAP,
+    },
+    waiters: None,
     serve,
 };
 

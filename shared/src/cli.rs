@@ -790,8 +790,9 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
         cpu: cpu_before
             .zip(cpu_after)
             .map(|(b, a)| a.saturating_sub(b).saturating_sub(sampled.own_cpu)),
-        peak_rss_bytes: probe::peak_rss_bytes()
-            .map(|own| own + sampled.children_rss_bytes),
+        // A tree of processes: its summed PSS (no shared page counted
+        // twice); one process: its own peak RSS.
+        peak_rss_bytes: sampled.tree_pss_bytes.or(probe::peak_rss_bytes()),
         peak_threads: sampled.peak_threads,
     };
 

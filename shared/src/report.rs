@@ -72,8 +72,8 @@ pub struct Cost {
     /// CPU time of the server (its worker processes included), measuring
     /// left out.
     pub cpu: Option<Duration>,
-    /// Peak resident memory of the server (for worker processes, their sum
-    /// is added).
+    /// Peak resident memory of the server; for a server with child
+    /// processes, the peak summed PSS of its tree.
     pub peak_rss_bytes: Option<u64>,
     /// Most threads alive at once in the server, measuring left out.
     pub peak_threads: Option<u64>,
@@ -131,7 +131,9 @@ pub struct Report {
     /// not zero, the schedule was not kept and the arrival lag says by
     /// how much.
     pub held_at_cap: u64,
-    /// Peak resident memory of the server in bytes.
+    /// Peak resident memory of the server in bytes; for a server with
+    /// child processes (workers, a broker), the peak summed PSS of its
+    /// tree, so that pages they share are counted once.
     pub peak_rss_bytes: Option<u64>,
     /// Most threads alive at once in the server (sampled).
     pub peak_threads: Option<u64>,

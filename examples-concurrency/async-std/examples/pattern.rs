@@ -126,8 +126,10 @@ async fn ask(addr: SocketAddr, n: u64) -> io::Result<String> {
 }
 
 fn main() -> Result<(), BoxError> {
-    // The runtime starts itself here, with one thread per core (or
-    // `ASYNC_STD_THREAD_COUNT`), and lives until the process exits.
+    // The runtime starts itself here: async-std's first task (this
+    // `block_on`'s) calls `async_global_executor::init_with_config`, which
+    // starts one thread per core (or `ASYNC_STD_THREAD_COUNT`), and they
+    // live until the process exits.
     task::block_on(async {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;

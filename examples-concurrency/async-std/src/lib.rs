@@ -20,20 +20,24 @@
 //! `async-global-executor` 2.4):
 //!
 //! - the **executor** is smol's `async-executor`, one global instance run
-//!   by a pool of threads named `async-std/runtime`, started on the first
-//!   `spawn` or `block_on` and never stopped: they outlive every call to
+//!   by a pool of threads named `async-std/runtime`, started by
+//!   `async_global_executor::init_with_config` (which async-std calls the
+//!   first time it builds a task, and this model calls earlier, in
+//!   [`start_runtime`]) and never stopped: they outlive every call to
 //!   `serve` and are only ended by the process exiting. Their number is set
 //!   **once** per process, from the `ASYNC_STD_THREAD_COUNT` environment
 //!   variable (one per core without it), unless the executor was configured
 //!   first; see [`start_runtime`] for how `--cooks` reaches it, and its
-//!   limits;
+//!   limits. **`ASYNC_GLOBAL_EXECUTOR_THREADS`, if set to a number,
+//!   silently overrides `--cooks`**; the model warns on stderr when it is
+//!   set;
 //! - the **reactor and timers** are `async-io`'s, as in smol: a socket is
 //!   an `async_io::Async`, `task::sleep` an `async_io::Timer`, and
 //!   whichever thread is idle inside `block_on` waits on the reactor, with
 //!   the `async-io` helper thread as the fallback.
 //!
-//! Threads: the caller (the door), `--cooks` runtime threads, and
-//! `async-io`.
+//! Threads: the caller (the door), `--cooks` runtime threads (or
+//! `ASYNC_GLOBAL_EXECUTOR_THREADS` of them), and `async-io`.
 //!
 //! How it differs from its siblings: the same executor and reactor as
 //! `concurrency-smol`, hidden behind std-like global functions. There is
@@ -85,22 +89,35 @@ pub const MODEL: Model = Model {
 
 // ANCHOR: threads
 /// Makes sure async-std's runtime starts with `cooks` threads, and returns
-/// how many it has: `cooks` on the first call in a process, and whatever
-/// the first call chose on every later one.
+/// how many it has: on the first call in a process, `cooks` (or what
+/// `ASYNC_GLOBAL_EXECUTOR_THREADS` says instead, below), and whatever the
+/// first call chose on every later one.
 ///
 /// async-std has no builder. Its runtime is `async-global-executor`, which
-/// it configures on its first `spawn` or `block_on` from the environment
-/// variable `ASYNC_STD_THREAD_COUNT` (one thread per core without it), and
-/// the first configuration wins for the life of the process. So we
-/// configure that executor ourselves, before async-std is first touched:
-/// it is the safe route (writing the environment of a running process is
-/// `unsafe` since Rust 2024). The binary calls `serve` once, so `--cooks`
-/// is honoured there; the tests call `serve` many times in one process, and
-/// every call after the first runs with the first call's threads (the
-/// results are the same, only the parallelism differs).
+/// async-std 1.13.2 configures the first time it builds a task (`spawn`,
+/// `spawn_local`, `spawn_blocking` and `block_on` all go through
+/// `task::Builder`, which forces its `rt::RUNTIME`), from the environment
+/// variable `ASYNC_STD_THREAD_COUNT` (one thread per core without it). The
+/// threads start inside `async_global_executor::init_with_config`, and the
+/// first configuration wins for the life of the process. So we call it
+/// ourselves, before async-std is first touched, and the threads start
+/// here, not at `block_on`: it is the safe route (writing the environment
+/// of a running process is `unsafe` since Rust 2024). The binary calls
+/// `serve` once, so `--cooks` is honoured there; the tests call `serve`
+/// many times in one process, and every call after the first runs with the
+/// first call's threads (the results are the same, only the parallelism
+/// differs).
+///
+/// One variable still wins over `--cooks`: a configuration that names no
+/// variable of its own, as this one, is read from
+/// `ASYNC_GLOBAL_EXECUTOR_THREADS`, and a number there beats
+/// `with_min_threads` (async-global-executor 2.4.1, `config.rs`, `seal`).
+/// Setting it silently changes the runtime's size, so this function says
+/// so on stderr, in one line.
 pub fn start_runtime(cooks: usize) -> usize {
     static THREADS: OnceLock<usize> = OnceLock::new();
     *THREADS.get_or_init(|| {
+        let threads = env_override(cooks).unwrap_or(cooks);
         let config = GlobalExecutorConfig::default()
             .with_min_threads(cooks)
             .with_max_threads(cooks)
@@ -108,10 +125,40 @@ pub fn start_runtime(cooks: usize) -> usize {
             .with_thread_name_fn(|| "async-std/runtime".to_owned());
         // Starts the threads now, as part of setting up.
         async_global_executor::init_with_config(config);
-        cooks
+        threads
     })
 }
 // ANCHOR_END: threads
+
+/// The variable async-global-executor reads when its configuration names
+/// none: it overrides [`start_runtime`]'s `cooks`.
+const OVERRIDE: &str = "ASYNC_GLOBAL_EXECUTOR_THREADS";
+
+/// The number of runtime threads `OVERRIDE` imposes, if it is set to one,
+/// read as async-global-executor 2.4.1 reads it (a `usize`, at least 1);
+/// warns on stderr, in one line, whenever the variable is set.
+fn env_override(cooks: usize) -> Option<usize> {
+    let value = std::env::var_os(OVERRIDE)?;
+    let name = env!("CARGO_PKG_NAME");
+    let value = value.to_string_lossy();
+    match value.parse::<usize>() {
+        Ok(n) => {
+            let n = n.max(1);
+            eprintln!(
+                "{name}: warning: {OVERRIDE}={value} overrides --cooks \
+                 {cooks}: async-global-executor starts {n} runtime thread(s)"
+            );
+            Some(n)
+        }
+        Err(_) => {
+            eprintln!(
+                "{name}: warning: {OVERRIDE}={value:?} is set but is not a \
+                 number; async-global-executor ignores it (--cooks {cooks})"
+            );
+            None
+        }
+    }
+}
 
 // ANCHOR: serve
 /// Runs the restaurant on async-std's global runtime, started with `cooks`

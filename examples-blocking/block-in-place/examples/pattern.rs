@@ -7,9 +7,12 @@
 //! accepting and every accepted job is finished. A heartbeat task, which
 //! should tick every millisecond, shows that the runtime stays responsive.
 //! The closure may borrow: it runs before `block_in_place` returns. And
-//! nothing caps how many jobs block at once: a hundred jobs at once run on
-//! about a hundred threads, taking turns on the cores, and the heartbeat's
-//! longest gap shows it.
+//! nothing but the blocking pool's `max_blocking_threads` (512 by default)
+//! caps how many jobs block at once: a hundred jobs at once run on about a
+//! hundred threads, taking turns on the cores, and the heartbeat's longest
+//! gap shows it. Past that cap a worker keeps its queue through its job,
+//! and the loop is blocked again: set `max_blocking_threads` to what you
+//! can afford.
 //!
 //! ```text
 //! cargo run -p blocking-block-in-place --example block-in-place-pattern

@@ -19,12 +19,14 @@
 //!
 //! - **worker threads**, `--cooks` of them (default: one per core), each
 //!   owning a core, stealing work from the others;
-//! - an **I/O driver** and a **timer**, driven by whichever worker is
-//!   idle;
+//! - an **I/O driver** and a **timer**, polled by a worker that runs out
+//!   of tasks and parks, or by a busy worker on every 61st task it takes
+//!   (`event_interval`); never in the middle of a task;
 //! - a **blocking pool**, from which `block_in_place` takes the thread
 //!   that receives a handed-off core (so a run has more threads than
 //!   workers);
-//! - the accept loop runs in `block_on`, on the caller's thread.
+//! - the accept loop runs in `block_on`, on the caller's thread, which
+//!   polls that one future and nothing else, the driver included.
 //!
 //! **Why it panics on a current-thread runtime:** there, the one thread
 //! *is* the event loop and there is no other worker to hand the core to.
@@ -41,12 +43,18 @@
 //! event loop and sends the chop away; this one keeps the chop and sends
 //! the event loop away.
 //!
-//! **Its weakness, measured:** nothing caps how many chops run at once.
-//! Each `block_in_place` frees a core, the core picks up the next cook,
-//! and that cook may block in place too: on `big-order` the threads
-//! multiply (see threads at peak), every chop, even a salad's, pays for a
-//! hand-off between threads, and on two cores the threads that chop take
-//! turns with the ones that should be polling.
+//! **Its weakness, measured:** the only cap on how many chops run at once
+//! is the blocking pool's, `max_blocking_threads` (512 by default; tokio
+//! 1.54.1 counts the workers on top, so a run may reach 512 + `--cooks`
+//! threads, and the caller's). Each `block_in_place` frees a core, the
+//! core picks up the next cook, and that cook may block in place too: on
+//! `big-order` and `takeout` the threads multiply (see threads at peak),
+//! every chop, even a salad's, pays for a hand-off between threads, and on
+//! two cores the threads that chop take turns with the ones that should be
+//! polling. At the cap no thread is left to take a core, so the worker
+//! keeps it through its chop and its queue waits, the door included: the
+//! blocked loop again. A service that uses it should set
+//! `max_blocking_threads` to what it can afford.
 
 use std::io;
 use std::net::TcpListener as StdListener;

@@ -24,8 +24,9 @@
 //!   `block_on`, and polls the accept loop, the customers and the cooks in
 //!   turn;
 //! - an **I/O driver** (epoll on Linux) and a **timer** wheel with
-//!   millisecond resolution, which the loop looks at between polls, and
-//!   only between polls.
+//!   millisecond resolution, which the loop polls when its queue of ready
+//!   tasks runs dry or after 61 polls (`event_interval`), and never in
+//!   the middle of one.
 //!
 //! How it differs from its siblings: the code is that of
 //! `concurrency-tokio-current-thread`. Every other crate in

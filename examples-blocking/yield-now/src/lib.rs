@@ -103,8 +103,12 @@ async fn restaurant(
     // A JoinSet owns every customer's task: none outlives the restaurant.
     let mut customers = JoinSet::new();
     loop {
-        // No poll lasts longer than a slice now, so the loop looks at the
-        // listener at least every ~100 µs per cook that is chopping.
+        // No poll lasts longer than a slice now. The loop polls the driver,
+        // and so learns of a knock at the door, when its queue of ready
+        // tasks runs dry or after 61 polls (`event_interval`), whichever
+        // comes first; a yielding cook waits until then (tokio 1.54.1
+        // defers its wake-up). So with n cooks chopping, the door is looked
+        // at after one slice from each: about n × 100 µs, 61 slices at most.
         tokio::select! {
             () = shift.closed() => break,
             accepted = listener.accept() => match accepted {

@@ -106,8 +106,9 @@ struct Request {
     /// crosses as it is: the recipe, the digest so far, and the flags for
     /// tracing and for the test-only injected fault.
     ticket: Ticket,
-    /// The server's opening, in nanoseconds since the Unix epoch: an
-    /// `Instant` means nothing in another process, the wall clock does.
+    /// The server's opening, in nanoseconds on the machine's shared clock
+    /// (`CLOCK_MONOTONIC` on Unix): an `Instant` means nothing in another
+    /// process, a system-wide clock does.
     opening_ns: u128,
 }
 
@@ -737,9 +738,10 @@ fn work(
     // The server closing our stdin ends this loop: that is closing time.
     for line in requests.lines() {
         let Request { ticket, opening_ns } = serde_json::from_str(&line?)?;
-        // The server's clock, rebuilt in this process from the wall clock,
-        // so the timeline places this worker's chops beside the cashier's
-        // ring-ups. The first install wins; later ones change nothing.
+        // The server's clock, rebuilt in this process from the machine's
+        // shared clock, so the timeline places this worker's chops beside
+        // the cashier's ring-ups. The first install wins; later ones
+        // change nothing.
         Clock::from_wall(opening_ns).install();
         if hooks.before_cooking(ticket.id(), &mut pass)? {
             continue;

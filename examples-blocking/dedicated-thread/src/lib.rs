@@ -30,9 +30,18 @@
 use std::io;
 use std::net::TcpListener as StdListener;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::sync::{Arc, PoisonError};
+
+// The kitchen's channel, lock and threads: std's.
+#[cfg(not(test))]
+use std::{sync::Mutex, sync::mpsc, thread};
+
+// In this crate's unit tests only, `shuttle`'s, which have the same API:
+// a schedule explorer then runs the kitchen below under thousands of
+// thread interleavings (`mod explore`, at the end). Copying this out?
+// Keep the std line, without its `cfg`.
+#[cfg(test)]
+use shuttle::{sync::Mutex, sync::mpsc, thread};
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -73,6 +82,31 @@ pub fn serve(
     cooks: usize,
     shift: Shift,
 ) -> Result<(), BoxError> {
+    with_kitchen(cooks, |rail| {
+        // One thread, the caller's: the event loop. `enable_io` for the
+        // sockets, `enable_time` for simmers and the customers' patience.
+        let runtime = Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let served = runtime.block_on(restaurant(listener, rail, shift));
+        // Every sender must be gone before the kitchen can close:
+        // `restaurant` took the first and dropped it; each customer's task
+        // drops its clone as it leaves, and dropping the runtime drops any
+        // task still there.
+        drop(runtime);
+        served
+    })
+}
+
+/// The kitchen: starts `cooks` threads on one queue, runs `front` (the
+/// event loop, which sends the chops) on the calling thread, then joins
+/// the threads. They go home once the sender `front` was given, and every
+/// clone of it, is gone.
+fn with_kitchen(
+    cooks: usize,
+    front: impl FnOnce(mpsc::Sender<Chop>) -> Result<(), BoxError>,
+) -> Result<(), BoxError> {
     // The queue into the kitchen. Unbounded on purpose: a cook on the loop
     // must never block to send (a bounded std channel would block the
     // loop's thread when full; a bounded tokio one would make the cook
@@ -92,17 +126,7 @@ pub fn serve(
         kitchen.push(thread);
     }
 
-    // One thread, the caller's: the event loop. `enable_io` for the
-    // sockets, `enable_time` for simmers and the customers' patience.
-    let runtime = Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    let served = runtime.block_on(restaurant(listener, rail, shift));
-    // Every sender must be gone before the kitchen can close: `restaurant`
-    // took the first and dropped it; each customer's task drops its clone
-    // as it leaves, and dropping the runtime drops any task still there.
-    drop(runtime);
+    let served = front(rail);
     for thread in kitchen {
         // Kitchen threads catch the chops' panics, so a thread that ended in
         // a panic is a bug here; report it rather than hide it.
@@ -116,7 +140,7 @@ pub fn serve(
 
 // ANCHOR: kitchen
 /// A kitchen thread: chops whatever comes down the rail, until it closes.
-fn chopper(chops: &Mutex<Receiver<Chop>>) {
+fn chopper(chops: &Mutex<mpsc::Receiver<Chop>>) {
     loop {
         // The guard is a temporary, dropped at the end of the statement:
         // the lock is free again before the chop starts. A poisoned lock
@@ -146,7 +170,7 @@ fn chopper(chops: &Mutex<Receiver<Chop>>) {
 /// on this one thread.
 async fn restaurant(
     listener: StdListener,
-    rail: Sender<Chop>,
+    rail: mpsc::Sender<Chop>,
     shift: Shift,
 ) -> Result<(), BoxError> {
     // tokio takes over the std listener (its backlog already sized) once
@@ -190,7 +214,7 @@ async fn restaurant(
 // ANCHOR: cashier
 /// One customer: greet, take the order, ring it up, cook it, hand over the
 /// plate. Many run at once on the one loop; none of them ever chops here.
-async fn attend(mut stream: TcpStream, rail: Sender<Chop>, shift: Shift) {
+async fn attend(mut stream: TcpStream, rail: mpsc::Sender<Chop>, shift: Shift) {
     // I/O errors on this connection are this customer's alone: the visit
     // ends quietly.
     let _ = async {
@@ -236,7 +260,10 @@ async fn attend(mut stream: TcpStream, rail: Sender<Chop>, shift: Shift) {
 // ANCHOR: cook
 /// A cook: waits on the event loop, chops in the kitchen. Returns the
 /// plate's line, or the payload of a chop that panicked.
-async fn cook(ticket: Ticket, rail: &Sender<Chop>) -> thread::Result<String> {
+async fn cook(
+    ticket: Ticket,
+    rail: &mpsc::Sender<Chop>,
+) -> thread::Result<String> {
     let mut plate = Plate::start(&ticket);
     for step in ticket.steps() {
         match *step {
@@ -263,3 +290,146 @@ async fn cook(ticket: Ticket, rail: &Sender<Chop>) -> thread::Result<String> {
     Ok(plate.serve())
 }
 // ANCHOR_END: cook
+
+/// The schedule explorer. These tests run the real `with_kitchen`,
+/// `chopper` and `cook` above, the kitchen on `shuttle`'s threads, lock and
+/// channel (the imports at the top), with the event loop replaced by one
+/// shuttle task per customer that awaits `cook`, as `attend` does. shuttle
+/// runs every thread and task of a test on one OS thread and picks which
+/// goes next at each lock, send, receive, spawn, join and wake-up, so each
+/// iteration is one schedule; a run in which everyone waits (a kitchen
+/// thread on a queue that never closes, the join on such a thread) fails
+/// the test as a deadlock, with the schedule to replay it.
+///
+/// What it leaves out: the orders only chop, because a simmer is a tokio
+/// timer and needs the loop's runtime; and tokio's oneshot, which brings
+/// each plate back, runs as it is (its wake-up is seen, its atomics are
+/// not explored: tokio checks those with loom).
+#[cfg(test)]
+mod explore {
+    use restaurant::kernel;
+
+    use super::*;
+
+    /// Schedules per test and scheduler.
+    const SCHEDULES: usize = 1000;
+    /// PCT finds any bug that needs at most this many forced switches with
+    /// a known probability per schedule.
+    const PCT_DEPTH: usize = 3;
+    /// Customers in a night: more than kitchen threads.
+    const ORDERS: u64 = 4;
+
+    /// An order's start value: each test has its own, so a fault injected
+    /// for one (the registry is process-wide) is never seen by another.
+    fn start(test: u64, id: u64) -> u64 {
+        0xde1c_0000_0000_0000 | test << 16 | id
+    }
+
+    /// One night: `ORDERS` customers, each with a ticket already rung up,
+    /// each cooked by its own task through a kitchen of `cooks` threads;
+    /// then checks that every customer got exactly its own plate back,
+    /// that the kitchen went home, and that the chop of order `faulty` (if
+    /// any) came back as its panic, not as a plate and not as silence.
+    fn night(test: u64, cooks: usize, faulty: Option<u64>) {
+        let steps = [Step::Chop(Work(2)), Step::Chop(Work(3))];
+        let mut tickets = Vec::new();
+        let mut expected = Vec::new();
+        for id in 0..ORDERS {
+            let start = start(test, id);
+            let line = wire::order_line(id, "salad", start, &steps);
+            let mut ticket =
+                wire::parse_order(&line).expect("the test's order line parses");
+            ticket.ring_up();
+            tickets.push(ticket);
+            let digest =
+                kernel::chop(kernel::chop(kernel::ring_up(start), 2), 3);
+            expected.push((id, wire::plate_line(id, digest)));
+        }
+
+        let mut replies = Vec::new();
+        let served = with_kitchen(cooks, |rail| {
+            // The customers' tasks, each with its clone of the sender.
+            let customers: Vec<_> = tickets
+                .into_iter()
+                .map(|ticket| {
+                    let rail = rail.clone();
+                    shuttle::future::spawn(
+                        async move { cook(ticket, &rail).await },
+                    )
+                })
+                .collect();
+            // As `restaurant` at closing time: its own sender goes, and
+            // the kitchen closes when the last customer's does.
+            drop(rail);
+            for customer in customers {
+                replies.push(shuttle::future::block_on(customer)?);
+            }
+            Ok(())
+        });
+
+        // `with_kitchen` returned, so every kitchen thread was joined.
+        assert!(
+            served.is_ok(),
+            "the kitchen did not go home cleanly: {served:?}"
+        );
+        for ((id, plate), reply) in expected.into_iter().zip(replies) {
+            match reply {
+                Ok(line) => {
+                    assert!(faulty != Some(id), "order {id}: {line}");
+                    assert_eq!(line, plate, "order {id}");
+                }
+                Err(payload) => assert_eq!(
+                    (Some(id), restaurant::panic_message(&*payload)),
+                    (faulty, "injected fault: the knife slipped".to_owned()),
+                    "order {id}"
+                ),
+            }
+        }
+    }
+
+    /// Makes the first chop of order `id` of test `test` panic.
+    fn inject(test: u64, id: u64) -> Option<u64> {
+        restaurant::fault::inject(start(test, id));
+        Some(id)
+    }
+
+    #[test]
+    fn every_chop_comes_back_once_and_the_kitchen_goes_home_random() {
+        shuttle::check_random(|| night(1, 2, None), SCHEDULES);
+    }
+
+    #[test]
+    fn every_chop_comes_back_once_and_the_kitchen_goes_home_pct() {
+        shuttle::check_pct(|| night(2, 3, None), SCHEDULES, PCT_DEPTH);
+    }
+
+    #[test]
+    fn a_panicking_chop_comes_back_to_its_cook_random() {
+        let faulty = inject(3, 1);
+        shuttle::check_random(move || night(3, 2, faulty), SCHEDULES);
+    }
+
+    #[test]
+    fn a_panicking_chop_comes_back_to_its_cook_pct() {
+        // One kitchen thread: it must survive the panic to chop the rest.
+        let faulty = inject(4, 0);
+        shuttle::check_pct(move || night(4, 1, faulty), SCHEDULES, PCT_DEPTH);
+    }
+
+    /// The explorer does see a hang: a sender that outlives the front (as
+    /// a task would, left in a runtime that was not dropped) keeps the
+    /// queue open, so the kitchen waits for chops and the join for it.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_queue_left_open_is_reported_as_a_deadlock() {
+        shuttle::check_random(
+            || {
+                let _ = with_kitchen(2, |rail| {
+                    std::mem::forget(rail.clone());
+                    Ok(())
+                });
+            },
+            10,
+        );
+    }
+}

@@ -618,3 +618,316 @@ fn check_listen(path: &str) {
         None => panic!("{path} --listen did not return within 5 s of SIGINT"),
     }
 }
+
+/// The environment variable that makes [`check_thread_limit`] the child:
+/// `BUDGET:COOKS`.
+#[cfg(target_os = "linux")]
+const THREAD_LIMIT_CHILD: &str = "RESTAURANT_KIT_THREAD_LIMIT";
+
+/// How long a model may take to end once the OS refuses it a thread.
+pub const REFUSAL_LIMIT: Duration = Duration::from_secs(10);
+
+/// The OS refuses the model a thread: `serve` must either serve the night
+/// in full, every plate verified, or return an error that says "the OS
+/// refused a thread (N alive)"; within [`REFUSAL_LIMIT`] either way, with
+/// no hang, no spin, no abort and no bare OS error.
+///
+/// The model is run twice, with cooks 3 (1 where it has exactly one): once
+/// with no thread to spare, once with one. Each run is a child process of
+/// the test binary (this same test, run again with an environment variable
+/// set) under a user id of its own with `RLIMIT_NPROC` set to the threads
+/// it has plus the spare: the limit counts every task of a user, so a user
+/// of its own makes the count exactly the child's, whatever else runs on
+/// the machine. The customers come from this process, which has no limit.
+/// A child that does not end in time is killed, so a model that hangs
+/// fails the test without keeping its threads.
+///
+/// Root ignores `RLIMIT_NPROC`, and only root can take on another user id,
+/// so this needs root (to drop its privileges in the child); otherwise it
+/// prints why and does nothing. The test binary must be readable and
+/// executable by others, as cargo makes it.
+#[cfg(target_os = "linux")]
+pub fn check_thread_limit(model: &Model) {
+    if let Ok(spec) = std::env::var(THREAD_LIMIT_CHILD) {
+        thread_limit_child(model, &spec);
+    }
+    let name = model.name;
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let uids = s.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            Some(uids.split_whitespace().nth(1)? == "0")
+        })
+        .unwrap_or(false);
+    if !root {
+        println!(
+            "{name}: thread-limit check skipped: it needs root, to run the \
+             model under a user of its own (root ignores RLIMIT_NPROC)"
+        );
+        return;
+    }
+    let Some(test) = thread::current().name().map(str::to_owned) else {
+        println!(
+            "{name}: thread-limit check skipped: the test's thread has no \
+             name to run it again by"
+        );
+        return;
+    };
+    let cooks = *model.cooks.to_try().last().unwrap_or(&1);
+    for spare in [0, 1] {
+        match thread_limit_run(model, &test, spare, cooks) {
+            Ok(Some(line)) => {
+                println!("{name}, {spare} thread(s) to spare: {line}")
+            }
+            Ok(None) => return,
+            Err(why) => panic!(
+                "{name} with --cooks {cooks} and {spare} thread(s) to \
+                 spare: {why}"
+            ),
+        }
+    }
+}
+
+/// One run of [`check_thread_limit`]: what happened (`Ok(None)` when the
+/// child could not be run as another user: skipped, said why).
+#[cfg(target_os = "linux")]
+fn thread_limit_run(
+    model: &Model,
+    test: &str,
+    spare: usize,
+    cooks: usize,
+) -> Result<Option<String>, String> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // A user id nobody has: the child's tasks are the only ones it counts.
+    let uid = 2_000_000_000 + std::process::id();
+    let began = Instant::now();
+    let spawned = Command::new(&exe)
+        .args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(THREAD_LIMIT_CHILD, format!("{spare}:{cooks}"))
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            println!(
+                "{}: thread-limit check skipped: user {uid} may not run {}: \
+                 {e}",
+                model.name,
+                exe.display()
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("cannot run {}: {e}", exe.display())),
+    };
+    let mut stdin = child.stdin.take();
+    let (said, heard) = mpsc::channel::<String>();
+    if let Some(stdout) = child.stdout.take() {
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if said.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let stderr = child.stderr.take().map(|stderr| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut text);
+            text
+        })
+    });
+    let deadline = began + REFUSAL_LIMIT;
+    let next = |heard: &mpsc::Receiver<String>| -> Option<String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = heard.recv_timeout(left).ok()?;
+            // libtest may have begun the line ("test name ... ").
+            if let Some((_, kit)) = line.split_once("KIT ") {
+                return Some(kit.to_owned());
+            }
+        }
+    };
+    let mut outcome = None;
+    let mut night = None;
+    let mut door = None;
+    while outcome.is_none() {
+        let Some(line) = next(&heard) else { break };
+        if let Some(addr) = line.strip_prefix("DOOR ") {
+            door = addr.parse::<SocketAddr>().ok();
+        } else if line == "OPEN" {
+            // The model is up: send a burst of customers, whose simmers
+            // overlap, so that a model that starts threads per order or
+            // per chop asks for several at once.
+            let Some(door) = door else { break };
+            let workload = scaled_workload(Preset::Takeout, 40, 4);
+            let (done, result) = mpsc::channel();
+            let for_them = workload.clone();
+            thread::spawn(move || {
+                let stop = AtomicBool::new(false);
+                let _ =
+                    done.send(customers::visit(&for_them, door, &stop, || {}));
+            });
+            let left = deadline.saturating_duration_since(Instant::now());
+            night = Some((workload, result.recv_timeout(left).ok()));
+            // Closing time, said over the child's stdin.
+            if let Some(mut pipe) = stdin.take() {
+                let _ = writeln!(pipe, "CLOSE");
+            }
+        } else if let Some(rest) = line.strip_prefix("SERVED ") {
+            outcome = Some(rest.to_owned());
+        }
+    }
+    drop(stdin);
+    // The child exits once it has said how `serve` ended; one that has
+    // not by the deadline hangs, and is killed with every thread it has.
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let took = began.elapsed();
+    let stderr = stderr
+        .and_then(|t| t.join().ok())
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .take(12)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n    ");
+    let Some(status) = status else {
+        return Err(format!(
+            "did not end within {REFUSAL_LIMIT:?} (killed); it said {outcome:?}; \
+             stderr:\n    {stderr}"
+        ));
+    };
+    let Some(outcome) = outcome else {
+        return Err(format!(
+            "ended ({status}) without saying how serve ended; stderr:\n    \
+             {stderr}"
+        ));
+    };
+    if !status.success() {
+        return Err(format!("ended with {status} after {outcome}"));
+    }
+    if let Some(error) = outcome.strip_prefix("ERR ") {
+        if error.contains("the OS refused a thread (")
+            && error.contains(" alive)")
+        {
+            return Ok(Some(format!("refused in {took:.1?}: {error}")));
+        }
+        return Err(format!(
+            "serve failed without naming the refused thread: {error}; \
+             stderr:\n    {stderr}"
+        ));
+    }
+    if outcome != "OK" {
+        return Err(format!("{outcome}; stderr:\n    {stderr}"));
+    }
+    // Served without complaint: then every plate must be right.
+    let Some((workload, Some(Ok(night)))) = night else {
+        return Err(format!(
+            "serve returned Ok, but the customers' night was {night:?}"
+        ));
+    };
+    let sum = verify(&workload, &night)
+        .map_err(|e| format!("serve returned Ok, but the night failed: {e}"))?;
+    if sum != workload.expected_checksum() {
+        return Err(format!("serve returned Ok with checksum {sum}"));
+    }
+    Ok(Some(format!(
+        "served all {} orders in {took:.1?}",
+        night.visits.len()
+    )))
+}
+
+/// The child of [`check_thread_limit`]: limits its threads, serves, says
+/// how `serve` ended on stdout (`KIT …` lines), and exits.
+#[cfg(target_os = "linux")]
+fn thread_limit_child(model: &Model, spec: &str) -> ! {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+    let say = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "KIT {line}");
+        let _ = out.flush();
+    };
+    let mut parts = spec.split(':').map(|p| p.parse::<usize>().ok());
+    let (Some(Some(spare)), Some(Some(cooks))) = (parts.next(), parts.next())
+    else {
+        say(&format!("SERVED BAD-SPEC {spec}"));
+        std::process::exit(0);
+    };
+    let listener = match door::bind(SocketAddr::from(([127, 0, 0, 1], 0))) {
+        Ok(listener) => listener,
+        Err(e) => {
+            say(&format!("SERVED BIND {e}"));
+            std::process::exit(0);
+        }
+    };
+    let Ok(addr) = listener.local_addr() else {
+        std::process::exit(0);
+    };
+    let shift = Shift::with_hooks(
+        addr,
+        Box::new(move || say("OPEN")),
+        Box::new(|fault| eprintln!("error: {fault}")),
+    );
+    // Closing time comes over stdin; this thread starts before the limit.
+    let closer = shift.clone();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        closer.close();
+    });
+    // Wait until the closer is counted, then allow `spare` more threads.
+    let alive = loop {
+        match crate::limits::threads_alive() {
+            Some(n) if n >= 2 => break n,
+            Some(_) => thread::sleep(Duration::from_millis(1)),
+            None => {
+                say("SERVED NO-PROC");
+                std::process::exit(0);
+            }
+        }
+    };
+    let hard = getrlimit(Resource::RLIMIT_NPROC).map_or(u64::MAX, |(_, h)| h);
+    let limit = alive + spare as u64;
+    if let Err(e) = setrlimit(Resource::RLIMIT_NPROC, limit, hard) {
+        say(&format!("SERVED RLIMIT {e}"));
+        std::process::exit(0);
+    }
+    say(&format!("DOOR {addr}"));
+    let serve = model.serve;
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(listener, cooks, shift)
+    }));
+    let line = match served {
+        Ok(Ok(())) => "SERVED OK".to_owned(),
+        Ok(Err(e)) => {
+            format!("SERVED ERR {}", e.to_string().replace('\n', " "))
+        }
+        Err(payload) => {
+            format!("SERVED PANIC {}", crate::panic_message(&*payload))
+        }
+    };
+    say(&line);
+    std::process::exit(0);
+}

@@ -42,6 +42,7 @@ pub mod customers;
 pub mod door;
 pub mod fault;
 pub mod kernel;
+pub mod limits;
 mod plate;
 pub mod probe;
 mod recipe;

@@ -56,8 +56,11 @@
 //! blocked loop again. A service that uses it should set
 //! `max_blocking_threads` to what it can afford.
 
+use std::any::Any;
 use std::io;
 use std::net::TcpListener as StdListener;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread;
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -92,6 +95,15 @@ pub fn serve(
 ) -> Result<(), BoxError> {
     // It must be the multi-thread flavour: `block_in_place` panics on a
     // current-thread runtime, which has no second worker to take over.
+    // A thread the OS refuses must be asked about first: tokio 1.54.1
+    // starts each worker through its blocking pool (`Launch::launch`), which
+    // panics when one is refused ("OS can't spawn worker thread"), and the
+    // unwind then waits in `BlockingPool::drop` for the workers already
+    // started, which nobody tells to stop: `build` hangs instead of
+    // returning the error. (tokio-rs/tokio#8406, fixed by #8408, is that
+    // same launch path silently orphaning the worker before it panicked.)
+    // So ask the OS for the `cooks` workers first; see restaurant::limits.
+    restaurant::limits::headroom(cooks)?;
     let runtime = Builder::new_multi_thread()
         .worker_threads(cooks)
         .enable_io()
@@ -114,6 +126,9 @@ async fn restaurant(
     let listener = TcpListener::from_std(listener)?;
     // The runtime is up and the door is open: let the customers in.
     shift.open();
+    // Set once, by the first customer whose cook the OS refused a thread
+    // (see `attend`): the night then ends with that error.
+    let refused = Arc::new(OnceLock::new());
     // A JoinSet owns every customer's task: none outlives the restaurant.
     let mut customers = JoinSet::new();
     loop {
@@ -125,7 +140,8 @@ async fn restaurant(
             () = shift.closed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    customers.spawn(attend(stream, shift.clone()));
+                    let refused = Arc::clone(&refused);
+                    customers.spawn(attend(stream, shift.clone(), refused));
                 }
                 // Never fatal: out of descriptors, a reset. Back off.
                 Err(e) => {
@@ -140,14 +156,22 @@ async fn restaurant(
     // Closing time: refuse newcomers, let every customer inside finish.
     drop(listener);
     while customers.join_next().await.is_some() {}
-    Ok(())
+    match refused.get() {
+        Some(refusal) => Err(refusal.clone().into()),
+        None => Ok(()),
+    }
 }
 // ANCHOR_END: accept
 
 // ANCHOR: cashier
 /// One customer: greet, take the order, ring it up, send it to a cook,
-/// and hand over the plate. `concurrency-tokio`'s, unchanged.
-async fn attend(mut stream: TcpStream, shift: Shift) {
+/// and hand over the plate. `concurrency-tokio`'s, but for a thread the OS
+/// refuses, which is the kitchen's trouble and not this order's.
+async fn attend(
+    mut stream: TcpStream,
+    shift: Shift,
+    refused: Arc<OnceLock<String>>,
+) {
     // I/O errors on this connection are the customer's: they end the
     // visit quietly.
     let _ = async {
@@ -177,11 +201,36 @@ async fn attend(mut stream: TcpStream, shift: Shift) {
         // The cook is a task of its own. Its chop runs on that task's
         // thread, so a panic unwinds through the task's poll, where tokio
         // catches it and hands it back here through the JoinHandle.
-        let reply = match tokio::spawn(cook(ticket)).await {
-            Ok(plate) => plate,
+        let reply = match tokio::spawn(cook(ticket, Arc::clone(&refused))).await
+        {
+            Ok(Some(plate)) => plate,
+            // The kitchen closed on a refused thread before this chop.
+            Ok(None) => {
+                wire::error_line("the kitchen could not start a thread")
+            }
             Err(e) if e.is_panic() => {
-                shift.cook_panicked(id, &*e.into_panic());
-                wire::error_line("the cook panicked")
+                let payload = e.into_panic();
+                let message = restaurant::panic_message(&*payload);
+                if restaurant::limits::is_tokio_refusal(&message) {
+                    // `block_in_place` could not start the thread that
+                    // takes this worker's queue over (tokio 1.54.1 panics
+                    // then, in whichever task asked). Not the cook's
+                    // fault, so not a cook's panic: the night ends with
+                    // the refusal, no newcomer is let in, and the other
+                    // cooks stop asking for threads.
+                    let _ = refused.set(
+                        restaurant::limits::thread_refused_for(
+                            format!("order {id}'s chop"),
+                            &message,
+                        )
+                        .to_string(),
+                    );
+                    shift.close();
+                    wire::error_line("the kitchen could not start a thread")
+                } else {
+                    report_off_runtime(&shift, id, payload);
+                    wire::error_line("the cook panicked")
+                }
             }
             // Nothing cancels a cook: the runtime outlives every customer.
             Err(e) => wire::error_line(&e.to_string()),
@@ -192,11 +241,50 @@ async fn attend(mut stream: TcpStream, shift: Shift) {
 }
 // ANCHOR_END: cashier
 
+/// Reports a cook's panic from a thread of its own, off the runtime.
+///
+/// In a night, reporting a panic ends the process at once
+/// (`std::process::exit`), from the reporting thread. glibc's `exit` runs
+/// the calling thread's thread-local destructors, tokio's runtime context
+/// among them, while every other worker goes on polling; called from a
+/// worker, that showed as a second panic, "A Tokio 1.x context was found,
+/// but it is being shutdown". A plain thread has no tokio context to tear
+/// down. If the OS refuses even that thread, report from here.
+fn report_off_runtime(shift: &Shift, id: u64, payload: Box<dyn Any + Send>) {
+    // Shared with the reporter, so it is still here if the thread is not.
+    let payload = Arc::new(Mutex::new(Some(payload)));
+    let report =
+        move |shift: &Shift, payload: &Mutex<Option<Box<dyn Any + Send>>>| {
+            let taken = payload
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(payload) = taken {
+                shift.cook_panicked(id, &*payload);
+            }
+        };
+    let (reporter, carried) = (shift.clone(), Arc::clone(&payload));
+    let reported = thread::Builder::new()
+        .name("cook-panicked".into())
+        .spawn(move || report(&reporter, &carried))
+        .map(thread::JoinHandle::join);
+    if reported.is_err() {
+        report(shift, &payload);
+    }
+}
+
 // ANCHOR: cook
-/// A cook: runs the recipe's steps in order and serves the plate.
-async fn cook(ticket: Ticket) -> String {
+/// A cook: runs the recipe's steps in order and serves the plate; `None`
+/// if the kitchen closed on a refused thread (`refused` is set) first.
+async fn cook(
+    ticket: Ticket,
+    refused: Arc<OnceLock<String>>,
+) -> Option<String> {
     let mut plate = Plate::start(&ticket);
     for step in ticket.steps() {
+        if refused.get().is_some() {
+            return None;
+        }
         match *step {
             // The worker's queue moves to another thread first; then the
             // chop runs here, blocking this thread and this task only. The
@@ -206,6 +294,6 @@ async fn cook(ticket: Ticket) -> String {
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    plate.serve()
+    Some(plate.serve())
 }
 // ANCHOR_END: cook

@@ -81,7 +81,13 @@ pub fn serve(
                 builder.spawn_scoped(scope, || thread.run())?;
                 Ok(())
             })
-            .build()?;
+            // A refused thread comes back as the error; rayon tells the
+            // threads already started to leave, and the scope joins them.
+            .build()
+            .map_err(|e| {
+                let what = format!("{cooks} rayon threads");
+                restaurant::limits::thread_refused_for(what, e)
+            })?;
         // Every customer's task holds the pool to send its chops to it.
         let pool = Arc::new(pool);
         // One thread, the caller's: the event loop. `enable_io` for the

@@ -73,6 +73,18 @@ pub fn serve(
     // build: the pool starts its first thread with the first chop.
     let cap = NonZeroUsize::new(cooks).ok_or("at least one cook is needed")?;
     blocking::set_max_blocking_threads(cap);
+    // The pool must not be empty when the OS first refuses it a thread.
+    // blocking 1.7.0's `grow_pool` then spins for ever, holding the pool's
+    // lock, on the event loop's thread: it lowers its limit to the threads
+    // it has, but never below one, so with none it tries again at once
+    // (smol-rs/blocking#79). With one thread alive, a refusal only lowers
+    // the limit, and its threads never leave while at or under the limit:
+    // the pool carries on with the threads it has. So ask the OS for that
+    // first thread, and for async-io's reactor thread, which async-io 2.6.0
+    // starts on first use with `.expect("cannot spawn async-io thread")`
+    // (driver.rs, `unparker`); then start the pool's first thread now.
+    restaurant::limits::headroom(2)?;
+    smol::block_on(unblock(|| ()));
     // A LocalExecutor runs its tasks only inside `run`, on the thread that
     // calls it: here, in `block_on`, on this thread. That is the event loop.
     let executor = LocalExecutor::new();

@@ -42,6 +42,7 @@
 
 use std::io;
 use std::net::TcpListener as StdListener;
+use std::sync::{Arc, OnceLock};
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -100,7 +101,8 @@ fn run(
         .enable_time()
         // The pool's cap. tokio's default, 512, suits blocking I/O, where
         // threads mostly sleep; for CPU work, threads beyond the cores only
-        // take turns. Four is libuv's default, for the comparison.
+        // take turns, so `--cooks` defaults to one per core (`--cooks 4`
+        // is libuv's default, for a comparison with Node.js).
         .max_blocking_threads(cooks)
         .build()?;
     // Dropping the runtime at the end of `serve` waits for the pool's
@@ -123,6 +125,9 @@ async fn restaurant(
     // The pool's threads start lazily, with the first chops, so opening
     // does not wait for them.
     shift.open();
+    // Set once, by the first customer whose chop the OS refused a thread
+    // (see `attend`): the night then ends with that error.
+    let refused = Arc::new(OnceLock::new());
     // A JoinSet owns every customer's task: none outlives the restaurant.
     let mut customers = JoinSet::new();
     loop {
@@ -131,7 +136,10 @@ async fn restaurant(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let monitor = monitor.clone();
-                    customers.spawn(attend(stream, shift.clone(), monitor));
+                    let refused = Arc::clone(&refused);
+                    customers.spawn(
+                        attend(stream, shift.clone(), monitor, refused),
+                    );
                 }
                 // Never fatal: out of descriptors, a reset. Back off.
                 Err(e) => {
@@ -146,7 +154,10 @@ async fn restaurant(
     // Closing time: refuse newcomers, let every customer inside finish.
     drop(listener);
     while customers.join_next().await.is_some() {}
-    Ok(())
+    match refused.get() {
+        Some(refusal) => Err(refusal.clone().into()),
+        None => Ok(()),
+    }
 }
 // ANCHOR_END: accept
 
@@ -158,6 +169,7 @@ async fn attend(
     mut stream: TcpStream,
     shift: Shift,
     monitor: Option<TaskMonitor>,
+    refused: Arc<OnceLock<String>>,
 ) {
     // I/O errors on this connection are the customer's: they end the
     // visit quietly.
@@ -185,18 +197,44 @@ async fn attend(
         };
         writer.write_all(ticket.ring_up().as_bytes()).await?;
         let id = ticket.id();
+        let cook = cook(ticket, Arc::clone(&refused));
         let cooking = match &monitor {
-            Some(monitor) => tokio::spawn(monitor.instrument(cook(ticket))),
-            None => tokio::spawn(cook(ticket)),
+            Some(monitor) => tokio::spawn(monitor.instrument(cook)),
+            None => tokio::spawn(cook),
         };
         // The outer JoinError is the cook's task (a panic outside a chop);
         // the inner one a chop's, handed back by the pool. Either way the
         // panic is here the moment it happens, where the order is known.
         let reply = match cooking.await.and_then(|cooked| cooked) {
-            Ok(plate) => plate,
+            Ok(Some(plate)) => plate,
+            // The kitchen closed on a refused thread before this chop.
+            Ok(None) => {
+                wire::error_line("the kitchen could not start a thread")
+            }
             Err(e) if e.is_panic() => {
-                shift.cook_panicked(id, &*e.into_panic());
-                wire::error_line("the cook panicked")
+                let payload = e.into_panic();
+                let message = restaurant::panic_message(&*payload);
+                if restaurant::limits::is_tokio_refusal(&message) {
+                    // `spawn_blocking` found no pool thread alive and the
+                    // OS refused a new one: tokio 1.54.1 panics then, in
+                    // the task that asked (`Spawner::spawn_blocking`, which
+                    // keeps the chop queued only while some pool thread is
+                    // alive to take it). The kitchen's trouble, not this
+                    // order's: end the night with the refusal, let no
+                    // newcomer in, and stop asking for threads.
+                    let _ = refused.set(
+                        restaurant::limits::thread_refused_for(
+                            format!("order {id}'s chop"),
+                            &message,
+                        )
+                        .to_string(),
+                    );
+                    shift.close();
+                    wire::error_line("the kitchen could not start a thread")
+                } else {
+                    shift.cook_panicked(id, &*payload);
+                    wire::error_line("the cook panicked")
+                }
             }
             // Cancelled: only at runtime shutdown, after every customer.
             Err(e) => wire::error_line(&e.to_string()),
@@ -210,9 +248,16 @@ async fn attend(
 // ANCHOR: cook
 /// A cook: runs the recipe's steps in order and serves the plate. Waiting
 /// happens on the event loop; every chop is sent to the blocking pool.
-async fn cook(ticket: Ticket) -> Result<String, JoinError> {
+/// `None` if the kitchen closed on a refused thread (`refused` is set).
+async fn cook(
+    ticket: Ticket,
+    refused: Arc<OnceLock<String>>,
+) -> Result<Option<String>, JoinError> {
     let mut plate = Plate::start(&ticket);
     for step in ticket.steps() {
+        if refused.get().is_some() {
+            return Ok(None);
+        }
         match *step {
             Step::Chop(work) => {
                 // The closure runs on another thread, maybe after this
@@ -231,6 +276,6 @@ async fn cook(ticket: Ticket) -> Result<String, JoinError> {
             Step::Simmer(d) => sleep(d).await,
         }
     }
-    Ok(plate.serve())
+    Ok(Some(plate.serve()))
 }
 // ANCHOR_END: cook

@@ -169,6 +169,13 @@ pub fn serve(
     cooks: usize,
     shift: Shift,
 ) -> Result<(), BoxError> {
+    // async-global-executor 2.4.1 starts its threads with
+    // `.expect("cannot spawn executor threads")` (init.rs, `init`), inside
+    // a `block_on` whose reactor thread async-io 2.6.0 also starts with
+    // `.expect` (driver.rs, `unparker`): a refused thread is a panic there,
+    // and the process aborts. So ask the OS for those threads first, the
+    // runtime's and the reactor's (restaurant::limits).
+    restaurant::limits::headroom(cooks + 1)?;
     start_runtime(cooks);
     // `block_on` runs the door on this thread. When it returns, every
     // customer has left; the runtime's threads stay, idle.

@@ -96,7 +96,17 @@ pub fn serve(
             // Nobody listening only means `serve` already returned.
             let _ = left.send(i);
         })
-        .create()?;
+        // A refused thread comes back as the error, and dropping the pool
+        // sends the threads already started home.
+        .create()
+        .map_err(|e| {
+            restaurant::limits::thread_refused_for(format!("{cooks} cooks"), e)
+        })?;
+    // async-io's reactor thread is one more, started on first use with
+    // `.expect("cannot spawn async-io thread")` (async-io 2.6.0,
+    // driver.rs, `unparker`): refused, it would be a panic at the door.
+    // Ask the OS for it first (restaurant::limits).
+    restaurant::limits::headroom(1)?;
 
     let mut front = LocalPool::new();
     // `run_until` polls the door, and every customer's task beside it, on

@@ -91,6 +91,12 @@ pub fn serve(
     // The executor is a queue and a way to poll what is on it; it owns no
     // thread. It lives on this stack frame, so the threads below borrow it,
     // which `thread::scope` allows.
+    // async-io's reactor thread is one more, started on first use with
+    // `.expect("cannot spawn async-io thread")` (async-io 2.6.0,
+    // driver.rs, `unparker`): a refusal there is a panic in whichever
+    // thread touched the reactor first, here a cook's. So ask the OS for
+    // the cooks and that one before starting any (restaurant::limits).
+    restaurant::limits::headroom(cooks + 1)?;
     let kitchen = Executor::new();
     // The closing signal. Each cook thread runs the executor until its
     // `recv()` completes, and `recv()` completes (with an error) when the
@@ -113,13 +119,16 @@ pub fn serve(
                     let _ = smol::block_on(kitchen.run(closed.recv()));
                 });
             if let Err(e) = cook {
-                crew = Err(e);
+                crew = Err(restaurant::limits::thread_refused_for(
+                    format!("cook {i} of {cooks}"),
+                    e,
+                ));
                 break;
             }
         }
         let served = match crew {
             Ok(()) => front_of_house(listener, &kitchen, shift),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         // Closing the kitchen, on every path (a failed spawn included):
         // without this the cook threads would run forever and `scope`

@@ -62,6 +62,15 @@ pub fn serve(
     // `--cooks` choose the number of worker threads. `enable_io` turns on
     // the I/O driver (epoll on Linux) that sockets need, `enable_time` the
     // timer that `sleep` and `timeout` need.
+    // A thread the OS refuses must be asked about first: tokio 1.54.1
+    // starts each worker through its blocking pool (`Launch::launch`), which
+    // panics when one is refused ("OS can't spawn worker thread"), and the
+    // unwind then waits in `BlockingPool::drop` for the workers already
+    // started, which nobody tells to stop: `build` hangs instead of
+    // returning the error. (tokio-rs/tokio#8406, fixed by #8408, is that
+    // same launch path silently orphaning the worker before it panicked.)
+    // So ask the OS for the `cooks` workers first; see restaurant::limits.
+    restaurant::limits::headroom(cooks)?;
     let runtime = Builder::new_multi_thread()
         .worker_threads(cooks)
         .enable_io()

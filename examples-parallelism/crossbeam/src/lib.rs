@@ -88,7 +88,13 @@ pub fn serve(
             let (tickets, shift) = (tickets.clone(), &shift);
             let cook = thread::Builder::new()
                 .name(format!("cook-{i}"))
-                .spawn_scoped(scope, move || cook(&tickets, shift))?;
+                .spawn_scoped(scope, move || cook(&tickets, shift))
+                // Returning drops the rail, so the cooks already started
+                // go home and the scope joins them.
+                .map_err(|e| {
+                    let cook = format!("cook {i} of {cooks}");
+                    restaurant::limits::thread_refused_for(cook, e)
+                })?;
             crew.push(cook);
         }
         // Only the cooks take tickets: ours would be one more receiver,

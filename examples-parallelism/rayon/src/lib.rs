@@ -70,10 +70,15 @@ pub fn serve(
     // pool is dropped and the scope joins every thread. A pool from
     // `build()` would only be *told* to stop when dropped, its threads
     // ending some time later. Each thread just runs rayon's worker loop.
+    // A thread the OS refuses comes back as a `ThreadPoolBuildError`, the
+    // threads already started told to stop and joined by the scope.
     pool.build_scoped(
         |thread| thread.run(),
         |pool| restaurant(pool, &listener, &shift),
-    )?;
+    )
+    .map_err(|e| {
+        restaurant::limits::thread_refused_for(format!("{cooks} cooks"), e)
+    })?;
     Ok(())
 }
 // ANCHOR_END: serve

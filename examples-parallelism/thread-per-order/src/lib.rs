@@ -218,11 +218,15 @@ impl Kitchen {
                 let _bell = Bell { number, bell };
                 cook(ticket, stream, &shift);
             })
+            // Named, with the threads alive counted now: the bare OS error
+            // ("Resource temporarily unavailable") says neither.
             .map_err(|e| {
-                format!(
-                    "the OS refused a thread for order {id} with {} cook \
-                     threads alive: {e}",
-                    self.cooking.len()
+                restaurant::limits::thread_refused_for(
+                    format!(
+                        "order {id}, with {} cook threads cooking",
+                        self.cooking.len()
+                    ),
+                    e,
                 )
             })?;
         self.cooking.insert(number, thread);

@@ -111,7 +111,8 @@ fn kitchen<C: Write + Send + 'static>(
                 for cook in crew {
                     let _ = cook.join();
                 }
-                return Err(e.into());
+                let cook = format!("cook {i} of {cooks}");
+                return Err(restaurant::limits::thread_refused_for(cook, e));
             }
         }
     }

@@ -1,0 +1,286 @@
+//! The OS's limits a run can meet, named: a thread it refuses, memory a
+//! workload cannot have.
+//!
+//! This is plumbing, not concurrency. Every model still starts its own
+//! threads in its own `src/lib.rs`; when the OS says no, it hands the error
+//! to [`thread_refused`], which says what was refused and how many of the
+//! process's threads were alive at that moment:
+//!
+//! ```text
+//! the OS refused a thread (3 alive) for cook 2: Resource temporarily unavailable (os error 11)
+//! ```
+//!
+//! instead of the bare `Resource temporarily unavailable (os error 11)`
+//! that `thread::Builder::spawn` returns (EAGAIN: `ulimit -u`, a cgroup's
+//! `pids.max`, `kernel.threads-max`, or no memory for a stack).
+//!
+//! Some crates cannot fail cleanly when the OS refuses them a thread: they
+//! panic, hang or spin instead of returning the error (each model that uses
+//! one says which, and why, where it calls [`headroom`]). For those, a model
+//! asks first: [`headroom`] starts the threads the crate is about to start,
+//! lets them go again, and returns the refusal as an error if the OS would
+//! not grant them all.
+
+use std::fmt;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::BoxError;
+
+/// The number of threads this process has now, from the `Threads:` line of
+/// `/proc/self/status` (Linux only; `None` elsewhere).
+pub fn threads_alive() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The OS refused to start a thread: what the thread was for, how many
+/// threads the process had at that moment, and the OS's own words.
+#[derive(Debug)]
+pub struct ThreadRefused {
+    /// Threads alive in this process when the refusal came (Linux only).
+    pub alive: Option<u64>,
+    /// What the thread was for ("cook 2", "order 17"), if known.
+    pub what: Option<String>,
+    /// The error the spawn returned, as text.
+    pub cause: String,
+}
+
+impl ThreadRefused {
+    /// The refusal `cause`, counted now.
+    pub fn new(
+        what: Option<String>,
+        cause: impl fmt::Display,
+    ) -> ThreadRefused {
+        ThreadRefused {
+            alive: threads_alive(),
+            what,
+            cause: cause.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ThreadRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.alive {
+            Some(n) => write!(f, "the OS refused a thread ({n} alive)")?,
+            None => {
+                write!(f, "the OS refused a thread (threads alive unknown)")?
+            }
+        }
+        if let Some(what) = &self.what {
+            write!(f, " for {what}")?;
+        }
+        write!(
+            f,
+            ": {}; raise the limit (ulimit -u, a container's pids limit) or \
+             ask for fewer cooks",
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for ThreadRefused {}
+
+/// The error for a thread the OS refused: `cause` is what the spawn
+/// returned (an `io::Error`, rayon's `ThreadPoolBuildError`, a panic's
+/// text), counted now.
+pub fn thread_refused(cause: impl fmt::Display) -> BoxError {
+    Box::new(ThreadRefused::new(None, cause))
+}
+
+/// [`thread_refused`], naming what the thread was for ("cook 2").
+pub fn thread_refused_for(
+    what: impl fmt::Display,
+    cause: impl fmt::Display,
+) -> BoxError {
+    Box::new(ThreadRefused::new(Some(what.to_string()), cause))
+}
+
+/// Whether a panic's message is tokio's for a thread the OS refused:
+/// `OS can't spawn worker thread: …` (tokio 1.54.1,
+/// `runtime/blocking/pool.rs`, `Spawner::spawn_blocking`), raised in
+/// whatever task asked for the thread, which is not at fault.
+pub fn is_tokio_refusal(panic_message: &str) -> bool {
+    panic_message.starts_with("OS can't spawn worker thread")
+}
+
+/// How long [`headroom`] waits for the kernel to let go of the threads it
+/// started and joined.
+const RELEASE_WAIT: Duration = Duration::from_millis(200);
+
+/// Asks the OS for `threads` threads now, and gives them back: `Ok` if it
+/// granted every one, the refusal (as [`thread_refused`]) if not.
+///
+/// For a crate that cannot fail cleanly when a thread is refused. Counting
+/// cannot tell: `RLIMIT_NPROC` counts every task of the user, in every
+/// process, and a cgroup's `pids.max`, `kernel.threads-max` and the memory
+/// for a stack limit threads too; so ask the OS itself. The threads block
+/// on a channel and start with the default stack, as the crate's will.
+///
+/// `join` returns a few microseconds before the kernel releases a thread's
+/// task, so this waits (at most 200 ms) until the process is back to the
+/// threads it had, so the crate finds the room it was just shown. What it
+/// cannot do is keep another process from taking that room meanwhile: it
+/// narrows the window of a hang to that race, it does not close it.
+pub fn headroom(threads: usize) -> Result<(), BoxError> {
+    let before = threads_alive();
+    let (release, released) = mpsc::channel::<()>();
+    let released = std::sync::Arc::new(std::sync::Mutex::new(released));
+    let mut held = Vec::with_capacity(threads);
+    let mut refused = None;
+    for i in 0..threads {
+        let released = std::sync::Arc::clone(&released);
+        let spawned = thread::Builder::new()
+            .name(format!("headroom-{i}"))
+            .spawn(move || {
+                // Returns when `release` is dropped: nothing is ever sent.
+                let _ = released
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .recv();
+            });
+        match spawned {
+            Ok(thread) => held.push(thread),
+            Err(e) => {
+                refused = Some(ThreadRefused::new(
+                    Some(format!(
+                        "{} of the {threads} threads about to start",
+                        i + 1
+                    )),
+                    e,
+                ));
+                break;
+            }
+        }
+    }
+    drop(release);
+    for thread in held {
+        // The closure cannot panic: it only waits.
+        let _ = thread.join();
+    }
+    if let Some(before) = before {
+        let deadline = Instant::now() + RELEASE_WAIT;
+        while threads_alive().is_some_and(|now| now > before)
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    match refused {
+        Some(refusal) => Err(Box::new(refusal)),
+        None => Ok(()),
+    }
+}
+
+/// The address space (`RLIMIT_AS`) left to this process, in bytes: the
+/// soft limit less what is mapped now (`VmSize`). `None` when there is no
+/// limit or it cannot be read (off Linux).
+pub fn address_space_left() -> Option<(u64, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{Resource, getrlimit};
+        let (soft, _) = getrlimit(Resource::RLIMIT_AS).ok()?;
+        if soft == nix::sys::resource::RLIM_INFINITY {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some((soft, soft.saturating_sub(kib * 1024)))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// What a night of `orders` orders allocates in one piece, in bytes,
+/// before the first customer walks in: the customers' process holds the
+/// workload (an [`crate::Order`] per order) and a table of what each
+/// customer saw (a [`crate::customers::Visit`] per order), and builds its
+/// schedule (an arrival time and a reference per order) from them. The
+/// rest of a run (connections, buffers, runtimes) grows with the customers
+/// inside at once, not with the orders.
+pub fn workload_bytes(orders: usize) -> u64 {
+    let per_order = std::mem::size_of::<crate::Order>()
+        + std::mem::size_of::<crate::customers::Visit>()
+        + std::mem::size_of::<(Duration, usize)>();
+    orders as u64 * per_order as u64
+}
+
+/// Room for what a process maps besides the workload: its code, its
+/// threads' stacks (2 MiB of address space each), the allocator's arenas
+/// (64 MiB of address space each on glibc, one per thread that allocates).
+const BESIDES_THE_WORKLOAD: u64 = 96 << 20;
+
+/// Whether a night of `orders` orders fits under this process's address
+/// space limit (`ulimit -v`; the customers' process inherits it): `Err`
+/// names the size and the limit, before any work starts, where an
+/// allocation that fails later would abort the process.
+pub fn check_workload_memory(orders: usize) -> Result<(), String> {
+    let Some((limit, left)) = address_space_left() else {
+        return Ok(());
+    };
+    let needed = workload_bytes(orders);
+    if needed.saturating_add(BESIDES_THE_WORKLOAD) <= left {
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    Err(format!(
+        "{orders} orders need about {:.0} MiB for the workload and the \
+         customers' tables (plus about {:.0} MiB for code, stacks and the \
+         allocator), but the address space is limited to {:.0} MiB \
+         (ulimit -v {}), {:.0} MiB of it free: ask for fewer orders or raise \
+         the limit",
+        mib(needed),
+        mib(BESIDES_THE_WORKLOAD),
+        mib(limit),
+        limit / 1024,
+        mib(left)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_thread_and_counts_the_living() {
+        let refusal = ThreadRefused::new(
+            Some("cook 2".into()),
+            std::io::Error::from_raw_os_error(11),
+        );
+        let text = refusal.to_string();
+        assert!(text.starts_with("the OS refused a thread ("), "{text}");
+        assert!(text.contains(" for cook 2: "), "{text}");
+        if cfg!(target_os = "linux") {
+            let alive = refusal.alive.expect("Linux counts threads");
+            assert!(alive >= 1, "{text}");
+            assert!(text.contains(&format!("({alive} alive)")), "{text}");
+        }
+    }
+
+    #[test]
+    fn headroom_grants_a_few_threads_and_gives_them_back() {
+        headroom(4).expect("four threads");
+    }
+
+    #[test]
+    fn a_million_orders_take_tens_of_megabytes() {
+        let bytes = workload_bytes(1_000_000);
+        assert!((50 << 20..1 << 30).contains(&bytes), "{bytes}");
+    }
+}

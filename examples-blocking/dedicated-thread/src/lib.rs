@@ -122,8 +122,21 @@ fn with_kitchen(
         let chops = Arc::clone(&chops);
         let thread = thread::Builder::new()
             .name(format!("kitchen-{i}"))
-            .spawn(move || chopper(&chops))?;
-        kitchen.push(thread);
+            .spawn(move || chopper(&chops));
+        match thread {
+            Ok(thread) => kitchen.push(thread),
+            // The OS refused a thread. Closing the rail sends home the
+            // kitchen threads already started; join them, so none outlives
+            // `serve`.
+            Err(e) => {
+                drop(rail);
+                for thread in kitchen {
+                    let _ = thread.join();
+                }
+                let what = format!("kitchen thread {i} of {cooks}");
+                return Err(restaurant::limits::thread_refused_for(what, e));
+            }
+        }
     }
 
     let served = front(rail);

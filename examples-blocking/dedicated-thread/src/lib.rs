@@ -7,9 +7,9 @@
 //! The bridge between an event loop and blocking work, built by hand from
 //! the standard library and one tokio channel. A tokio current-thread loop
 //! accepts customers, greets and reads each one in a task of its own, rings
-//! them up and waits out every simmer. `--cooks` kitchen threads (default
-//! 4), started before opening, take chops from one std `mpsc` queue: a
-//! cook on the loop sends its plate down the queue with a
+//! them up and waits out every simmer. `--cooks` kitchen threads (default:
+//! one per core), started before opening, take chops from one std `mpsc`
+//! queue: a cook on the loop sends its plate down the queue with a
 //! `tokio::sync::oneshot` sender attached and awaits the receiver; the
 //! kitchen thread chops and sends the plate back, which wakes the cook.
 //! At closing, once every customer is served, closing the queue sends the

@@ -7,10 +7,10 @@
 //! Two specialists, each doing what it is built for. A tokio
 //! current-thread event loop accepts customers, greets and reads each one
 //! in a task of its own, rings them up and waits out every simmer; a rayon
-//! pool of `--cooks` threads (default 4) does every chop. A cook sends its
-//! chop to the pool with `spawn_fifo` and awaits a `tokio::sync::oneshot`;
-//! the rayon thread that chops sends the plate back on it, which wakes the
-//! cook on the loop. The oneshot is the bridge: the only thing both sides
+//! pool of `--cooks` threads (default: one per core) does every chop. A
+//! cook sends its chop to the pool with `spawn_fifo` and awaits a
+//! `tokio::sync::oneshot`; the rayon thread that chops sends the plate
+//! back on it, which wakes the cook on the loop. The oneshot is the bridge: the only thing both sides
 //! understand. So the loop never chops, and the door stays attended.
 //!
 //! How it differs from its siblings: like `spawn-blocking`, but the pool is

@@ -16,12 +16,12 @@
 //! - **one event-loop thread**, the caller's, running tokio's
 //!   current-thread scheduler, its **I/O driver** and its **timer** inside
 //!   `block_on`, exactly as in `blocking-blocked`;
-//! - a **blocking pool**: threads started on demand, at most
-//!   `--cooks` of them (default 4, libuv's default pool size), each taking
-//!   closures from one FIFO queue and parking for up to 10 s when idle.
+//! - a **blocking pool**: threads started on demand, at most `--cooks` of
+//!   them (default: one per core), each taking closures from one FIFO
+//!   queue and parking for up to 10 s when idle.
 //!   Dropping the runtime waits for them to finish.
 //!
-//! In Node.js, libuv's pool (also 4 threads unless `UV_THREADPOOL_SIZE`
+//! In Node.js, libuv's pool (4 threads unless `UV_THREADPOOL_SIZE`
 //! says otherwise) runs file system calls, `dns.lookup`, and some crypto
 //! and zlib work; your own JavaScript cannot be sent there, and CPU work
 //! needs `worker_threads`. In tokio any closure can go to the pool.
@@ -31,10 +31,10 @@
 //! threads the model owns instead of the runtime's own pool;
 //! `smol-unblock` does the same as this crate with smol's `blocking` pool.
 //!
-//! **Its weakness, measured:** a pool of 4 on 2 cores means up to 4
-//! chopping threads and the loop's thread share two cores, so the loop
-//! gets its turn from the OS scheduler rather than at once, and a short
-//! chop that queues behind four cakes waits for one of them to finish (see
+//! **Its weakness, measured:** up to one chopping thread per core and the
+//! loop's thread share the cores, so the loop gets its turn from the OS
+//! scheduler rather than at once, and a short chop that queues behind as
+//! many cakes as the pool has threads waits for one of them to finish (see
 //! order latency on `big-order`). Every chop also pays two thread
 //! hand-offs, which is more than a salad's chop is worth. And tokio's pool
 //! is made for blocking I/O: its default limit is 512 threads, so CPU work

@@ -11,13 +11,14 @@
 //! | `PROCESSES_WORKER_ABORT_ON=<id>` | aborts (SIGABRT) when handed order `<id>`: a process dying mid-order |
 //! | `PROCESSES_WORKER_GARBLE_ON=<id>` | answers order `<id>` with a line that is not JSON |
 //! | `PROCESSES_WORKER_PIDS=<dir>` | leaves an empty file named after its pid in `<dir>` when it starts, so a test can check every worker was reaped |
-//! | `PROCESSES_WORKER_STALL_ON=<id>` | with `_PIDS`: the first worker handed order `<id>` writes its pid to `<dir>/stalled` and waits a minute before cooking, for a test to kill it mid-order |
+//! | `PROCESSES_WORKER_STALL_ON=<id>` | with `_PIDS`: the first worker handed order `<id>` writes its pid to `<dir>/stalled` and waits a minute before cooking, for a test to kill or stop it mid-order |
+//! | `PROCESSES_WORKER_STARTS=<n>` | with `_PIDS`: exits before saying it is ready if `<n>` workers have started already, so no replacement can be had |
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
-use std::{env, process, thread};
+use std::{process, thread};
 
 /// The hooks this worker was started with.
 #[derive(Debug, Default)]
@@ -25,27 +26,55 @@ pub(crate) struct Hooks {
     abort_on: Option<u64>,
     garble_on: Option<u64>,
     stall_on: Option<u64>,
+    starts: Option<usize>,
     pids: Option<PathBuf>,
 }
 
 impl Hooks {
-    /// Reads the hooks from the environment (debug builds only).
+    /// Reads the hooks from the environment: in debug builds only. In a
+    /// release build this code is not even compiled, so no environment
+    /// can make a real worker misbehave.
+    #[cfg(debug_assertions)]
     pub(crate) fn from_env() -> Hooks {
-        if !cfg!(debug_assertions) {
-            return Hooks::default();
-        }
+        use std::env;
         let id = |name| env::var(name).ok()?.parse().ok();
         Hooks {
             abort_on: id("PROCESSES_WORKER_ABORT_ON"),
             garble_on: id("PROCESSES_WORKER_GARBLE_ON"),
             stall_on: id("PROCESSES_WORKER_STALL_ON"),
+            starts: env::var("PROCESSES_WORKER_STARTS")
+                .ok()
+                .and_then(|n| n.parse().ok()),
             pids: env::var_os("PROCESSES_WORKER_PIDS").map(PathBuf::from),
         }
     }
 
-    /// At start-up: leaves this worker's pid in the pid directory.
+    /// No hooks: a release build reads no environment.
+    #[cfg(not(debug_assertions))]
+    pub(crate) fn from_env() -> Hooks {
+        Hooks::default()
+    }
+
+    /// At start-up: leaves this worker's pid in the pid directory, or
+    /// refuses to start if enough workers have.
     pub(crate) fn started(&self) -> io::Result<()> {
         if let Some(dir) = &self.pids {
+            if let Some(most) = self.starts {
+                let started = fs::read_dir(dir)?
+                    .filter_map(Result::ok)
+                    .filter(|entry| {
+                        entry.file_name().to_str().is_some_and(|name| {
+                            name.bytes().all(|b| b.is_ascii_digit())
+                        })
+                    })
+                    .count();
+                if started >= most {
+                    return Err(io::Error::other(format!(
+                        "not starting: {started} workers have \
+                         (PROCESSES_WORKER_STARTS={most})"
+                    )));
+                }
+            }
             fs::write(dir.join(process::id().to_string()), "")?;
         }
         Ok(())

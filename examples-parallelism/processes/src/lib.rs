@@ -34,33 +34,37 @@
 //!
 //! **Faults**, and the policy for them:
 //!
-//! - A worker that **dies** mid-order is seen as the end of its stdout;
-//!   the dispatcher reaps it and hands its order to a live worker. An
+//! - A worker that **dies** is seen as the end of its stdout; the
+//!   dispatcher reaps it, hires another in its place (the pool keeps its
+//!   size while the OS allows), and hands its order to a live worker. An
 //!   order is started by at most [`TRIES`] workers: one that kills them
 //!   all is *lost*: reported at once, its customer told `ERROR`, and
-//!   `serve` fails at closing time naming it. If every worker dies, `serve`
-//!   fails naming the orders it could not cook.
+//!   `serve` fails at closing time naming it.
+//! - A worker that **stops answering** (stuck, or stopped with SIGSTOP)
+//!   is killed once its order is overdue ([`allowance`]) and counts as a
+//!   death. A new worker has [`HIRE_LIMIT`] to say it is ready.
+//! - When **no worker can be had** (the OS refuses a process, or new ones
+//!   die before they are ready) and none is left, `serve` fails at once,
+//!   naming why, how many orders were lost and the first few.
 //! - A line from a worker that is not a reply is a **protocol error**: the
 //!   dispatcher gives up, naming the worker and quoting the line.
 //! - A cook that **panics** is caught in its worker, which says so; the
 //!   server reports it at once, tells that customer `ERROR`, and serves on.
 //! - No worker outlives the server: every way out of [`serve_with`] kills
-//!   and reaps them, and on Linux the kernel kills them if the server is
-//!   killed outright. No accepted customer is left without an answer.
+//!   and reaps them, and the kernel (or, off Linux, the worker itself) ends
+//!   them if the server is killed outright. No accepted customer is left
+//!   without an answer.
 //!
 //! The worker role reads a few test hooks from its environment (see
 //! `src/hooks.rs`); a normal run sets none.
 
-use std::any::Any;
-use std::collections::VecDeque;
-use std::fmt::Display;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::thread;
+use std::time::Duration;
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -69,7 +73,13 @@ use restaurant::{
 };
 use serde::{Deserialize, Serialize};
 
+mod dispatch;
+#[cfg(test)]
+mod explore;
 mod hooks;
+
+use dispatch::{Answer, Crew, Event, Hand, Job, Rail, Refused, Said, Sender};
+pub use dispatch::{HIRE_LIMIT, LEAVE_LIMIT};
 
 // ANCHOR: model
 /// The model, as `main` sees it. Its `serve` starts the workers from this
@@ -114,7 +124,7 @@ struct Request {
 
 /// Worker → server: one line of JSON each.
 #[derive(Debug, Serialize, Deserialize)]
-enum Reply {
+pub(crate) enum Reply {
     /// The first line of every worker: it is up and reading its stdin.
     Ready,
     /// The plate of the order it was given, cooked but not served: serving
@@ -158,58 +168,27 @@ pub fn serve_with(
     if cooks == 0 {
         return Err("the kitchen needs at least one worker process".into());
     }
-    // The workers are spawned here, on the calling thread, which lives
-    // until `serve` returns: the kernel ties a worker's death-with-parent
-    // signal to the thread that spawned it (see `Kitchen::hire`).
-    let (kitchen, stdouts) = Kitchen::hire(worker, cooks)?;
-    // One channel into the dispatcher, for orders from the cashier and for
-    // what the readers hear. Unbounded: neither must ever wait for it. It
-    // cannot grow without bound: every order in it holds a connection, and
-    // the OS limits how many are open.
-    let (events_tx, events) = mpsc::channel();
-    let mut readers = Vec::with_capacity(cooks);
-    for (w, stdout) in stdouts.into_iter().enumerate() {
-        let events_tx = events_tx.clone();
-        let reader = thread::Builder::new()
-            .name(format!("reader-{w}"))
-            .spawn(move || reader(w, stdout, &events_tx))?;
-        readers.push(reader);
-    }
-    // The kitchen moves to the dispatcher, which reaps every worker before
-    // it returns, or kills and reaps them as it unwinds.
-    let kitchen_shift = shift.clone();
-    let dispatcher = thread::Builder::new()
-        .name("dispatcher".into())
-        .spawn(move || dispatch(kitchen, &events, &kitchen_shift))?;
-
+    // The dispatcher starts on its own thread, hires the workers and
+    // returns once each has said it is ready (or fails, naming why).
+    let rail = Rail::open(Pipes::new(worker), cooks, &shift)?;
     // Every worker has said it is ready: let the customers in.
     shift.open();
-    cashier(&listener, &events_tx, &shift);
+    let crowding = crowding(cooks);
+    cashier(&listener, &rail, crowding, &shift);
     // Stop accepting: a latecomer is refused now rather than left in the
     // backlog while the kitchen finishes.
     drop(listener);
-    // The readers hold senders too, so the channel stays open: the
-    // dispatcher is told in so many words that no order is coming. (If it
-    // has given up already, it has the error to report.)
-    let _ = events_tx.send(Event::Closing);
-    drop(events_tx);
-
-    let served = dispatcher
-        .join()
-        .map_err(|_| "the dispatcher thread panicked")?;
-    // Every worker is reaped, so every stdout has ended and every reader
-    // is on its way out.
-    for reader in readers {
-        reader.join().map_err(|_| "a reader thread panicked")?;
-    }
-    served
+    // Closing time for the dispatcher: it finishes every order it took,
+    // reaps every worker, and gives its verdict. (Had the cashier
+    // panicked instead, dropping the rail would have said the same.)
+    rail.close()
 }
 // ANCHOR_END: serve
 
 // ANCHOR: cashier
 /// The cashier: accepts customers one at a time until closing time, takes
 /// each order and sends it to the dispatcher. Runs on the calling thread.
-fn cashier(listener: &TcpListener, dispatcher: &Sender<Event>, shift: &Shift) {
+fn cashier(listener: &TcpListener, rail: &Rail, crowding: u32, shift: &Shift) {
     // `incoming` blocks in `accept`. At closing time the shift knocks on
     // the door once, so the loop wakes up and sees it is time to stop.
     for stream in listener.incoming() {
@@ -221,12 +200,15 @@ fn cashier(listener: &TcpListener, dispatcher: &Sender<Event>, shift: &Shift) {
                 let Some((ticket, stream)) = take_order(stream) else {
                     continue;
                 };
-                let order = Event::Order(ticket, Customer(Some(stream)));
-                // `send` fails only once the dispatcher has given up (every
-                // worker died, or one broke the protocol). The order comes
-                // back in the error and is dropped, which tells this
-                // customer; `serve` reports the dispatcher's error.
-                if dispatcher.send(order).is_err() {
+                let customer = Box::new(Customer(Some(stream)));
+                let Some(job) = job(ticket, customer, crowding) else {
+                    continue;
+                };
+                // `order` fails only once the dispatcher has given up (no
+                // worker left, or one broke the protocol). The job is
+                // dropped, which tells this customer; `serve` reports the
+                // dispatcher's error.
+                if !rail.order(job) {
                     return;
                 }
             }
@@ -263,16 +245,78 @@ fn take_order(mut stream: TcpStream) -> Option<(Ticket, TcpStream)> {
     stream.write_all(ticket.ring_up().as_bytes()).ok()?;
     Some((ticket, stream))
 }
+
+/// The job for `ticket`: the request serialised once, ready for any
+/// worker, and the time a worker may take over it.
+fn job(ticket: Ticket, customer: Box<Customer>, crowding: u32) -> Option<Job> {
+    // Read after opening (this order came in through the open door), so
+    // it is the opening the run installed.
+    let opening_ns = restaurant::clock::clock().to_wall();
+    let (order, allowance) = (ticket.id(), allowance(&ticket, crowding));
+    match serde_json::to_vec(&Request { ticket, opening_ns }) {
+        Ok(mut line) => {
+            line.push(b'\n');
+            Some(Job::new(order, line, allowance, customer))
+        }
+        // A ticket always serialises; if one ever did not, only its
+        // customer would hear of it.
+        Err(e) => {
+            customer.answer(&wire::error_line(&e.to_string()));
+            None
+        }
+    }
+}
 // ANCHOR_END: cashier
+
+// ANCHOR: allowance
+/// A generous time for one unit of chopping: a unit takes about 1 µs on
+/// the project's machine (`restaurant::kernel`), so this allows twenty.
+pub const CHOP_UNIT_ALLOWANCE: Duration = Duration::from_micros(20);
+
+/// The margin on top of an order's own time, for a machine that is busy
+/// with other work.
+pub const ALLOWANCE_MARGIN: u32 = 4;
+
+/// The least time any order is allowed: starting to cook costs a few
+/// milliseconds of parsing and waking up, and a loaded machine can stall a
+/// process for a good part of a second.
+pub const ALLOWANCE_FLOOR: Duration = Duration::from_secs(1);
+
+/// How long a worker may keep `ticket` before it is presumed stuck: its
+/// chops at [`CHOP_UNIT_ALLOWANCE`] a unit (times `crowding`, the workers
+/// sharing each core), plus its simmers (already divided by the time scale
+/// in the ticket), times [`ALLOWANCE_MARGIN`]; at least
+/// [`ALLOWANCE_FLOOR`]. A worker past it is killed and the order handed on.
+pub fn allowance(ticket: &Ticket, crowding: u32) -> Duration {
+    let own: Duration = ticket
+        .steps()
+        .iter()
+        .map(|step| match *step {
+            Step::Chop(work) => CHOP_UNIT_ALLOWANCE
+                .saturating_mul(work.units())
+                .saturating_mul(crowding.max(1)),
+            Step::Simmer(d) => d,
+        })
+        .fold(Duration::ZERO, Duration::saturating_add);
+    own.saturating_mul(ALLOWANCE_MARGIN).max(ALLOWANCE_FLOOR)
+}
+
+/// How many workers share each core: `cooks` workers chopping at once on
+/// fewer cores each chop that much slower.
+fn crowding(cooks: usize) -> u32 {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cooks.div_ceil(cores)).unwrap_or(u32::MAX)
+}
+// ANCHOR_END: allowance
 
 // ANCHOR: customer
 /// A customer waiting for a plate: the connection the answer goes back on.
 #[derive(Debug)]
 struct Customer(Option<TcpStream>);
 
-impl Customer {
+impl Answer for Customer {
     /// Writes the one line this customer gets, and hangs up.
-    fn answer(mut self, line: &str) {
+    fn answer(mut self: Box<Self>, line: &str) {
         if let Some(mut stream) = self.0.take() {
             // A customer who hung up has only lost their own plate. The
             // line is short and the socket's buffer empty: it never blocks.
@@ -283,7 +327,7 @@ impl Customer {
 
 impl Drop for Customer {
     /// A customer dropped unanswered is one the dispatcher gave up on
-    /// (every worker died, one broke the protocol, a bug unwound it): say
+    /// (no worker left, one broke the protocol, a bug unwound it): say
     /// so, rather than leave them to find a closed connection.
     fn drop(&mut self) {
         if let Some(mut stream) = self.0.take() {
@@ -295,59 +339,15 @@ impl Drop for Customer {
 // ANCHOR_END: customer
 
 // ANCHOR: kitchen
-/// One worker process, as the dispatcher sees it.
+/// The model's crew: copies of this binary, each fed through its stdin and
+/// heard on its stdout by a reader thread of its own.
 #[derive(Debug)]
-struct Worker {
-    child: Child,
-    /// Where its orders go. Dropping it closes the pipe: closing time.
-    stdin: Option<ChildStdin>,
-    /// The order it is cooking: a worker cooks one at a time.
-    cooking: Option<Job>,
-    /// `false` once it has been reaped.
-    alive: bool,
+struct Pipes {
+    command: Command,
 }
 
-/// An order on its way through the kitchen.
-#[derive(Debug)]
-struct Job {
-    order: u64,
-    /// The request, serialised once, ready to write to any worker.
-    line: Vec<u8>,
-    customer: Customer,
-    /// The workers that died while cooking it, and how.
-    deaths: Vec<String>,
-}
-
-/// Every worker process. Dropping it kills and reaps every worker still
-/// running, so no way out of `serve_with` (an error, a panic) leaves a
-/// child behind.
-#[derive(Debug)]
-struct Kitchen {
-    workers: Vec<Worker>,
-}
-
-impl Drop for Kitchen {
-    fn drop(&mut self) {
-        for worker in self.workers.iter_mut().filter(|w| w.alive) {
-            // SIGKILL, not just closing stdin: a worker in the middle of a
-            // long chop would only notice the closed pipe when done.
-            let _ = worker.child.kill();
-            // Reaping is what frees the process table entry (no zombie)
-            // and adds its CPU time to ours.
-            let _ = worker.child.wait();
-        }
-    }
-}
-// ANCHOR_END: kitchen
-
-impl Kitchen {
-    // ANCHOR: hire
-    /// Starts `cooks` workers from `command`, then waits for each to say it
-    /// is ready. Returns the kitchen and each worker's stdout.
-    fn hire(
-        mut command: Command,
-        cooks: usize,
-    ) -> Result<(Kitchen, Vec<BufReader<ChildStdout>>), BoxError> {
+impl Pipes {
+    fn new(mut command: Command) -> Pipes {
         // Orders in, plates out. stderr stays the server's, so a worker's
         // panic message and errors reach the terminal.
         command
@@ -355,323 +355,140 @@ impl Kitchen {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // On Linux, the kernel sends each worker SIGKILL when the thread
-        // that spawned it ends, so a server killed outright (`kill -9`,
-        // where no `Drop` runs) takes its workers with it, even one in the
-        // middle of a long chop. Elsewhere a worker leaves when its stdin
-        // reaches end-of-file, between orders.
+        // that spawned it ends: the dispatcher's, which reaps every worker
+        // before it ends. So a server killed outright (`kill -9`, where no
+        // `Drop` runs) takes its workers with it, even one in the middle
+        // of a long chop or simmer. Elsewhere the worker watches for its
+        // parent's death itself (see `worker`).
         restaurant::child::die_with_parent(&mut command);
-        let mut kitchen = Kitchen {
-            workers: Vec::with_capacity(cooks),
+        Pipes { command }
+    }
+}
+
+impl Crew for Pipes {
+    type Hand = Process;
+
+    fn hire(
+        &mut self,
+        id: usize,
+        events: &Sender<Event>,
+    ) -> Result<Process, Refused> {
+        let mut child = self.command.spawn().map_err(|why| Refused {
+            what: "a worker process",
+            why,
+        })?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        let events = events.clone();
+        let reader = thread::Builder::new().name(format!("reader-{id}")).spawn(
+            move || {
+                if let Some(stdout) = stdout {
+                    reader(id, stdout, &events);
+                } else {
+                    let _ = events.send(Event::Said(id, Said::Gone));
+                }
+            },
+        );
+        let mut process = Process {
+            child,
+            stdin,
+            reader: None,
+            reaped: false,
         };
-        let mut stdouts = Vec::with_capacity(cooks);
-        for _ in 0..cooks {
-            // If a spawn fails, `?` drops `kitchen`, which kills the workers
-            // already started.
-            let mut child = command.spawn()?;
-            let stdin = child.stdin.take();
-            let stdout = child.stdout.take().ok_or("no pipe to a worker")?;
-            stdouts.push(BufReader::new(stdout));
-            kitchen.workers.push(Worker {
-                child,
-                stdin,
-                cooking: None,
-                alive: true,
-            });
-        }
-        // They all start at once; now wait for each one's first line. (A
-        // program that never answers would stall here: a service would put
-        // a time limit on it.)
-        for (w, stdout) in stdouts.iter_mut().enumerate() {
-            match hear(stdout) {
-                Said::Reply(Reply::Ready) => {}
-                Said::Gone => {
-                    let how = kitchen.reap(w);
-                    return Err(format!(
-                        "{how} before it was ready: is the worker command \
-                         this crate's binary?"
-                    )
-                    .into());
-                }
-                said => {
-                    let what = format!("did not say it was ready: {said}");
-                    return Err(kitchen.protocol_error(w, what));
-                }
+        match reader {
+            Ok(reader) => {
+                process.reader = Some(reader);
+                Ok(process)
             }
+            // Dropping `process` kills and reaps the worker just started.
+            Err(why) => Err(Refused {
+                what: "a thread to read a worker",
+                why,
+            }),
         }
-        Ok((kitchen, stdouts))
     }
-    // ANCHOR_END: hire
+}
 
-    /// A free worker, if there is one.
-    fn free(&self) -> Option<usize> {
-        self.workers
-            .iter()
-            .position(|w| w.alive && w.cooking.is_none())
+/// One worker process. Dropping it kills and reaps the worker if that has
+/// not happened yet, and joins its reader, so no way out of `serve_with`
+/// (an error, a panic) leaves a child or a thread behind.
+#[derive(Debug)]
+struct Process {
+    child: Child,
+    /// Where its orders go. Dropping it closes the pipe: closing time.
+    stdin: Option<ChildStdin>,
+    reader: Option<thread::JoinHandle<()>>,
+    reaped: bool,
+}
+
+impl Hand for Process {
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
-    /// How many orders are being cooked.
-    fn busy(&self) -> usize {
-        self.workers.iter().filter(|w| w.cooking.is_some()).count()
-    }
-
-    /// How many workers are alive.
-    fn alive(&self) -> usize {
-        self.workers.iter().filter(|w| w.alive).count()
-    }
-
-    /// Writes `job` to free worker `w`'s stdin. If the pipe is broken the
-    /// worker has died: it is reaped, and the job comes back untouched (it
-    /// never reached the worker).
-    fn give(&mut self, w: usize, job: Job) -> Result<(), Job> {
-        let worker = &mut self.workers[w];
+    fn give(&mut self, line: &[u8]) -> bool {
         // One `write` of a line shorter than the pipe's buffer: it never
         // blocks, since a free worker has nothing waiting in its pipe.
         // Rust ignores SIGPIPE, so a dead reader is an error, not a signal
         // that kills the server.
-        let written = match &mut worker.stdin {
-            Some(stdin) => stdin.write_all(&job.line).is_ok(),
-            None => false,
-        };
-        if written {
-            worker.cooking = Some(job);
-            Ok(())
-        } else {
-            self.reap(w);
-            Err(job)
-        }
-    }
-
-    /// Worker `w` answered for the order it was cooking: `cooked` is the
-    /// id on its plate, `None` for a panic. Returns the order's job.
-    fn finish(
-        &mut self,
-        w: usize,
-        cooked: Option<u64>,
-    ) -> Result<Job, BoxError> {
-        match self.workers[w].cooking.take() {
-            Some(job) if cooked.is_some_and(|id| id != job.order) => {
-                let what = format!(
-                    "cooked order {} while given {}",
-                    cooked.unwrap_or_default(),
-                    job.order
-                );
-                Err(self.protocol_error(w, what))
-            }
-            Some(job) => Ok(job),
-            None => {
-                Err(self.protocol_error(w, "answered while it had no order"))
-            }
-        }
+        self.stdin
+            .as_mut()
+            .is_some_and(|stdin| stdin.write_all(line).is_ok())
     }
 
     // ANCHOR: reap
-    /// Worker `w`'s stdout has ended: reaps it. Returns the order it was
-    /// cooking, with the death noted; `None` if it was idle or known dead.
-    fn bury(&mut self, w: usize) -> Option<Job> {
-        if !self.workers[w].alive {
-            return None;
+    fn fire(&mut self) -> String {
+        self.stdin = None;
+        // SIGKILL: it may be dead already, stuck, stopped (SIGSTOP) or in
+        // the middle of a long chop; a signal does nothing to a process
+        // that has already exited. `wait` reaps it and tells how it ended.
+        let _ = self.child.kill();
+        self.reaped = true;
+        match self.child.wait() {
+            Ok(status) => format!("ended ({status})"),
+            Err(e) => format!("could not be reaped ({e})"),
         }
-        let how = self.reap(w);
-        let mut job = self.workers[w].cooking.take()?;
-        job.deaths.push(how);
-        Some(job)
     }
 
-    /// Makes sure worker `w` is dead and reaped; says how it ended.
-    fn reap(&mut self, w: usize) -> String {
-        let name = self.name(w);
-        let worker = &mut self.workers[w];
-        worker.stdin = None;
-        worker.alive = false;
-        // Its stdout ended or its stdin broke, so it has exited or is about
-        // to: `kill` makes sure (a signal does nothing to a process that has
-        // already exited), and `wait` reaps it and tells how it ended.
-        let _ = worker.child.kill();
-        match worker.child.wait() {
-            Ok(status) => format!("{name} ended ({status})"),
-            Err(e) => format!("{name} could not be reaped ({e})"),
+    fn dismiss(&mut self) {
+        self.stdin = None;
+    }
+
+    fn reap(&mut self) -> Result<(), String> {
+        // Its stdout has ended, so it has exited or is about to.
+        self.reaped = true;
+        match self.child.wait() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("ended with {status}")),
+            Err(e) => Err(format!("could not be reaped ({e})")),
         }
     }
     // ANCHOR_END: reap
-
-    /// Closing time: closes every worker's stdin, which ends its loop, and
-    /// reaps it. A worker that ends badly even so is an error.
-    fn close(&mut self) -> Result<(), BoxError> {
-        for worker in &mut self.workers {
-            worker.stdin = None; // all at once, so they all leave together
-        }
-        for w in 0..self.workers.len() {
-            let worker = &mut self.workers[w];
-            if worker.alive {
-                let status = worker.child.wait()?;
-                worker.alive = false;
-                if !status.success() {
-                    let name = self.name(w);
-                    return Err(format!("{name} ended with {status}").into());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn name(&self, w: usize) -> String {
-        format!("worker {w} (pid {})", self.workers[w].child.id())
-    }
-
-    fn protocol_error(&self, w: usize, what: impl Display) -> BoxError {
-        format!("protocol error: {} {what}", self.name(w)).into()
-    }
 }
 
-// ANCHOR: dispatcher
-/// What reaches the dispatcher, from the cashier or from a reader.
-#[derive(Debug)]
-enum Event {
-    /// From the cashier: an order, rung up, and who is waiting for it.
-    Order(Ticket, Customer),
-    /// From `serve`: closing time, no more orders are coming.
-    Closing,
-    /// From the reader of worker `usize`: a line, or the end of its stdout.
-    Said(usize, Said),
-}
-
-/// The dispatcher: gives each order to a free worker, serves the plates
-/// to their customers, hands on the orders of workers that die. Owns the
-/// kitchen: every way out of here reaps every worker.
-fn dispatch(
-    mut kitchen: Kitchen,
-    events: &Receiver<Event>,
-    shift: &Shift,
-) -> Result<(), BoxError> {
-    // Orders rung up and not yet with a worker, oldest first.
-    let mut waiting = VecDeque::new();
-    let mut closing = false;
-    let mut lost = Vec::new();
-    loop {
-        while let Some(w) = kitchen.free()
-            && let Some(job) = waiting.pop_front()
-        {
-            if let Err(job) = kitchen.give(w, job) {
-                waiting.push_front(job); // the next free worker takes it
-            }
+impl Drop for Process {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Reaping is what frees the process table entry (no zombie)
+            // and adds its CPU time to ours.
+            self.fire();
         }
-        // Every order taken has been answered: the kitchen can close.
-        if closing && waiting.is_empty() && kitchen.busy() == 0 {
-            break;
-        }
-        if kitchen.alive() == 0 {
-            return Err(all_died(&lost, &waiting));
-        }
-        // A reader keeps its sender until its worker is reaped, and a live
-        // worker is never reaped without an event: `recv` cannot fail here.
-        let event = events.recv().map_err(|_| "the kitchen fell silent")?;
-        match event {
-            Event::Order(ticket, customer) => {
-                // Read after opening (this order came in through the open
-                // door), so it is the opening the run installed.
-                let opening_ns = restaurant::clock::clock().to_wall();
-                let order = ticket.id();
-                let mut line =
-                    serde_json::to_vec(&Request { ticket, opening_ns })?;
-                line.push(b'\n');
-                let deaths = Vec::new();
-                waiting.push_back(Job {
-                    order,
-                    line,
-                    customer,
-                    deaths,
-                });
-            }
-            Event::Closing => closing = true,
-            Event::Said(w, Said::Reply(Reply::Cooked(plate))) => {
-                let job = kitchen.finish(w, Some(plate.id()))?;
-                // Served here, in the server's process, where the plate is
-                // counted and its trace kept for the timeline.
-                job.customer.answer(&plate.serve());
-            }
-            Event::Said(w, Said::Reply(Reply::Panicked { message })) => {
-                let job = kitchen.finish(w, None)?;
-                // The payload stayed in the worker; its message came over
-                // the pipe, and a `String` is a payload as good as any.
-                shift.cook_panicked(job.order, &message as &(dyn Any + Send));
-                job.customer.answer(&wire::error_line("the cook panicked"));
-            }
-            Event::Said(w, Said::Gone) => {
-                // A death: hand the order on, or give it up as lost.
-                if let Some(job) = kitchen.bury(w) {
-                    if job.deaths.len() < TRIES {
-                        waiting.push_front(job);
-                    } else {
-                        let what = describe(&job);
-                        eprintln!("{}: lost {what}", MODEL.name);
-                        let why = format!("{TRIES} cooks died on this order");
-                        job.customer.answer(&wire::error_line(&why));
-                        lost.push(what);
-                    }
-                }
-            }
-            Event::Said(w, said) => {
-                return Err(kitchen.protocol_error(w, said));
-            }
+        // Its stdout ended with it, so its reader is on its way out.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
-    kitchen.close()?;
-    if !lost.is_empty() {
-        return Err(format!(
-            "orders lost, {TRIES} worker processes dying on each: {}",
-            lost.join(", ")
-        )
-        .into());
-    }
-    Ok(())
 }
-// ANCHOR_END: dispatcher
-
-/// The error when no worker is left: every order it could not serve. (The
-/// customers still waiting are told when their jobs are dropped.)
-fn all_died(lost: &[String], waiting: &VecDeque<Job>) -> BoxError {
-    let mut orders: Vec<String> = lost.to_vec();
-    orders.extend(waiting.iter().map(describe));
-    if orders.is_empty() {
-        orders.push("none yet".to_owned());
-    }
-    format!(
-        "every worker process has died; orders lost: {}",
-        orders.join(", ")
-    )
-    .into()
-}
-
-/// "order 3 (worker 0 (pid 12) ended (signal: 6 (SIGABRT)))", "order 4".
-fn describe(job: &Job) -> String {
-    if job.deaths.is_empty() {
-        format!("order {}", job.order)
-    } else {
-        format!("order {} ({})", job.order, job.deaths.join("; "))
-    }
-}
+// ANCHOR_END: kitchen
 
 // ANCHOR: reader
-/// What a reader made of one line from its worker.
-#[derive(Debug)]
-enum Said {
-    Reply(Reply),
-    /// A line that is not a reply, and why.
-    Garbled {
-        line: String,
-        why: String,
-    },
-    /// The end of the worker's stdout: it has exited or been killed.
-    Gone,
-}
-
-/// A reader thread: turns worker `w`'s lines into events until its stdout
-/// ends. Blocking on a pipe is all this thread does.
-fn reader(w: usize, mut stdout: impl BufRead, dispatcher: &Sender<Event>) {
+/// A reader thread: turns worker `id`'s lines into events until its
+/// stdout ends. Blocking on a pipe is all this thread does.
+fn reader(id: usize, mut stdout: impl BufRead, dispatcher: &Sender<Event>) {
     loop {
         let said = hear(&mut stdout);
         let gone = matches!(said, Said::Gone);
-        if dispatcher.send(Event::Said(w, said)).is_err() || gone {
+        if dispatcher.send(Event::Said(id, said)).is_err() || gone {
             return;
         }
     }
@@ -699,32 +516,51 @@ fn hear(stdout: &mut impl BufRead) -> Said {
 }
 // ANCHOR_END: reader
 
-impl Display for Said {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Said::Reply(Reply::Ready) => f.write_str("said it was ready again"),
-            Said::Reply(reply) => write!(f, "sent {reply:?}"),
-            Said::Garbled { line, why } => {
-                write!(f, "sent a line that is not a reply ({why}): {line:?}")
-            }
-            Said::Gone => f.write_str("closed its stdout"),
-        }
-    }
-}
-
 // ANCHOR: worker
 /// The worker role, which `main` enters when its first argument is
 /// [`WORKER_ARG`]: reads orders from stdin until it closes, cooks each in
 /// turn and writes each reply to stdout.
 pub fn worker() -> ExitCode {
+    watch_parent();
     let hooks = hooks::Hooks::from_env();
     match work(io::stdin().lock(), io::stdout().lock(), &hooks) {
         Ok(()) => ExitCode::SUCCESS,
+        // The server is gone (it closed our stdout by dying): there is
+        // nobody to report to, and a "Broken pipe" on the terminal would
+        // only blame the wrong process.
+        Err(e) if is_broken_pipe(&*e) => ExitCode::FAILURE,
         Err(e) => {
             let pid = std::process::id();
             eprintln!("{} worker (pid {pid}): error: {e}", MODEL.name);
             ExitCode::FAILURE
         }
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Ends this worker within a fraction of a second of its server's death,
+/// even mid-chop or mid-simmer. On Linux the kernel does it (the
+/// parent-death signal, `Pipes::new`); on other Unixes a thread watches
+/// for this process being handed to a new parent. On Windows a worker
+/// leaves when its stdin reaches end-of-file, between orders.
+fn watch_parent() {
+    #[cfg(all(unix, not(target_os = "linux")))]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let watching = thread::Builder::new()
+            .name("parent-watch".into())
+            .spawn(move || {
+                while std::os::unix::process::parent_id() == parent {
+                    thread::sleep(Duration::from_millis(100));
+                }
+                std::process::exit(1);
+            });
+        // Without the thread, the worker still leaves between orders.
+        drop(watching);
     }
 }
 

@@ -309,8 +309,8 @@ async fn cook(
 /// channel (the imports at the top), with the event loop replaced by one
 /// shuttle task per customer that awaits `cook`, as `attend` does. shuttle
 /// runs every thread and task of a test on one OS thread and picks which
-/// goes next at each lock, send, receive, spawn, join and wake-up, so each
-/// iteration is one schedule; a run in which everyone waits (a kitchen
+/// goes next at each lock, send, receive, spawn and join (a cook's task
+/// waits until the oneshot wakes it), so each iteration is one schedule; a run in which everyone waits (a kitchen
 /// thread on a queue that never closes, the join on such a thread) fails
 /// the test as a deadlock, with the schedule to replay it.
 ///

@@ -97,7 +97,8 @@ fn a_clock_handed_over_by_wall_time_roughly_agrees() {
     let copy = Clock::from_wall(clock.to_wall());
     let (a, b) = (clock.now(), copy.now());
     let skew = a.abs_diff(b);
-    // Generous: two reads of the wall clock, not at the same instant.
+    // Generous: each side reads its Instant and the machine's shared clock
+    // one after the other, not at the same instant.
     assert!(skew < Duration::from_millis(2), "skew {skew:?}");
     assert!(b >= Duration::from_millis(4), "the copy kept the opening");
 }

@@ -76,9 +76,11 @@ pub fn serve(
         .enable_io()
         .enable_time()
         .build()?;
-    // `block_on` runs the accept loop on this thread; every task it spawns
-    // runs on the worker threads. Dropping the runtime when `restaurant`
-    // returns shuts the workers down.
+    // `block_on` runs the accept loop on this thread, which polls that one
+    // future and nothing else (not the I/O driver either); every task it
+    // spawns goes through the runtime's shared inject queue to the worker
+    // threads. Dropping the runtime when `restaurant` returns shuts the
+    // workers down.
     runtime.block_on(restaurant(listener, shift))
 }
 // ANCHOR_END: serve

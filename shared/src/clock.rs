@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A moment taken as time zero, with the same moment on the machine's
-/// shared clock ([`machine_now`]) so that another process on the same
+/// shared clock (`machine_now`) so that another process on the same
 /// machine can rebuild it ([`Clock::to_wall`], [`Clock::from_wall`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Clock {
@@ -57,7 +57,7 @@ impl Clock {
     ///
     /// Despite the name, kept for its callers, on Unix this is not the
     /// wall clock: it is `CLOCK_MONOTONIC`, which the kernel keeps for
-    /// the whole machine and never steps ([`machine_now`]).
+    /// the whole machine and never steps (`machine_now`).
     pub fn to_wall(&self) -> u128 {
         self.opening_shared.as_nanos()
     }

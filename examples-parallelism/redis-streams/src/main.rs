@@ -1,0 +1,158 @@
+//! The `parallelism-redis-streams` binary: the model in `lib.rs`, run
+//! through the shared command line (`--help` lists its flags), with one
+//! flag of its own, `--redis URL`; and the same executable in the cook
+//! role (`--cook --redis URL`), whether its server started it or a person
+//! did, on any machine.
+
+use std::ffi::OsString;
+use std::process::{Command, ExitCode};
+
+use parallelism_redis_streams::{
+    COOK_ARG, MODEL, PARENT_PIPE_ARG, REDIS_ARG, broker, cook_main,
+};
+
+/// Carries `--redis URL` into the restarted server (see [`restart`]).
+const URL_VARIABLE: &str = "PARALLELISM_REDIS_STREAMS_URL";
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let (url, rest) = match take_redis(&args) {
+        Ok(split) => split,
+        Err(why) => return usage(&why),
+    };
+    // The cook role is chosen by an argument rather than an environment
+    // variable: it shows in `ps` beside each cook, and a variable left
+    // exported in a shell cannot turn a reader's run into a cook.
+    if rest.iter().any(|arg| arg == COOK_ARG) {
+        return cook(url, &rest);
+    }
+    // The server. The shared command line checks the other arguments
+    // first (it exits 2 naming a bad one, 0 after --help), so that a
+    // missing redis-server is not reported in place of a typo.
+    let run = restaurant::cli::parse_from(&MODEL, &rest);
+    let url = url.or_else(|| std::env::var(URL_VARIABLE).ok());
+    if url.is_none() && !run.args.customers && broker::find().is_none() {
+        return usage(&format!(
+            "{} is not on the PATH, and no --redis URL was given: {}",
+            broker::PROGRAM,
+            broker::INSTALL
+        ));
+    }
+    match url {
+        Some(url) if rest.len() < args.len() => restart(&rest, &url),
+        Some(url) => {
+            parallelism_redis_streams::use_redis(url);
+            restaurant::cli::main(&MODEL)
+        }
+        None => restaurant::cli::main(&MODEL),
+    }
+}
+
+/// Takes `--redis URL` (or `--redis=URL`) out of `args`: the URL, checked
+/// as a Redis URL, and the other arguments.
+fn take_redis(
+    args: &[OsString],
+) -> Result<(Option<String>, Vec<OsString>), String> {
+    let mut url = None;
+    let mut rest = Vec::with_capacity(args.len());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = if arg == REDIS_ARG {
+            args.next().cloned()
+        } else if let Some(value) = arg
+            .to_str()
+            .and_then(|a| a.strip_prefix(REDIS_ARG)?.strip_prefix('='))
+        {
+            Some(value.into())
+        } else {
+            rest.push(arg.clone());
+            continue;
+        };
+        let value = value.and_then(|v| v.into_string().ok()).ok_or(format!(
+            "{REDIS_ARG} needs a URL, such as redis://HOST:6379"
+        ))?;
+        if let Err(e) = redis::Client::open(value.as_str()) {
+            return Err(format!(
+                "invalid value '{value}' for '{REDIS_ARG} <URL>': {e} \
+                 (expected redis://[:PASSWORD@]HOST[:PORT][/DB])"
+            ));
+        }
+        url = Some(value);
+    }
+    Ok((url, rest))
+}
+
+/// The cook role: `--cook --redis URL`.
+fn cook(url: Option<String>, args: &[OsString]) -> ExitCode {
+    let mut parent_pipe = false;
+    for arg in &args[1..] {
+        if arg == COOK_ARG {
+        } else if arg == PARENT_PIPE_ARG {
+            parent_pipe = true;
+        } else if arg == "--help" || arg == "-h" {
+            println!(
+                "{name} {COOK_ARG} {REDIS_ARG} URL\n\n\
+                 Starts a cook that joins the kitchen at the Redis at URL \
+                 (redis://HOST:PORT), on this machine or any other: it \
+                 takes tickets from the stream {tickets}, cooks them and \
+                 publishes the plates, until Ctrl-C. A ticket it holds \
+                 when stopped goes to another cook after {idle:?}.",
+                name = MODEL.name,
+                tickets = parallelism_redis_streams::TICKETS,
+                idle = parallelism_redis_streams::CLAIM_IDLE,
+            );
+            return ExitCode::SUCCESS;
+        } else {
+            return usage(&format!(
+                "unexpected argument '{}' for a cook: a cook takes {REDIS_ARG} \
+                 URL only",
+                arg.to_string_lossy()
+            ));
+        }
+    }
+    match url {
+        Some(url) => cook_main(&url, parent_pipe),
+        None => usage(&format!(
+            "a cook needs {REDIS_ARG} URL: the Redis its server uses, such \
+             as redis://HOST:6379"
+        )),
+    }
+}
+
+/// Exit status 2, for bad arguments, with `why`.
+fn usage(why: &str) -> ExitCode {
+    eprintln!("error: {why}\n\nFor more information, try '--help'.");
+    ExitCode::from(2)
+}
+
+/// Runs this program again with `args` (the arguments without `--redis
+/// URL`) and the URL in [`URL_VARIABLE`], because the shared command line
+/// reads the process's own arguments and would refuse a flag it does not
+/// know. On Unix the program replaces itself (`exec`): same pid, same
+/// signals; elsewhere it waits for the copy and passes its status on.
+fn restart(args: &[OsString], url: &str) -> ExitCode {
+    let me = match std::env::current_exe() {
+        Ok(me) => me,
+        Err(e) => {
+            eprintln!("{}: error: cannot find this program: {e}", MODEL.name);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut command = Command::new(me);
+    command.args(&args[1..]).env(URL_VARIABLE, url);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = command.exec();
+        eprintln!("{}: error: cannot restart: {e}", MODEL.name);
+        ExitCode::FAILURE
+    }
+    #[cfg(not(unix))]
+    match command.status() {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),
+        Err(e) => {
+            eprintln!("{}: error: cannot restart: {e}", MODEL.name);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The real binary, as a reader runs it: the checksum on every preset,
+//! exit 2 for bad arguments, exit 1 naming the order of a panicking cook,
+//! `--listen`; and what is this model's own: the redis-server it starts and
+//! stops, `--redis URL`, and exit 2 when redis-server is not installed.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BINARY, TestRedis, assert_gone, pids, scratch};
+
+#[test]
+fn the_binary_honours_the_contract() {
+    restaurant::conformance::check_binary(BINARY);
+}
+
+/// Runs the binary with `args` and the environment `env`: its exit code,
+/// stdout and stderr.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(BINARY)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+/// A night starts one redis-server of its own, and it is gone when the
+/// binary exits; so are the cooks.
+#[test]
+fn a_night_leaves_no_redis_server_and_no_cook_behind() {
+    let dir = scratch("night");
+    let dir_text = dir.to_string_lossy().into_owned();
+    let args = ["--orders", "30", "--time-scale", "100", "--cooks", "2"];
+    let (code, _, stderr) = run(&args, &[("REDIS_STREAMS_PIDS", &dir_text)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let redis = pids(&dir, "redis");
+    assert_eq!(redis.len(), 1, "redis-servers started: {redis:?}");
+    let cooks = pids(&dir, "cook");
+    assert_eq!(cooks.len(), 2, "cooks started: {cooks:?}");
+    // The binary has exited: nothing of it may still run.
+    assert_gone(&redis, Duration::from_secs(1), "redis-server");
+    assert_gone(&cooks, Duration::from_secs(1), "cooks");
+}
+
+/// `--redis URL` uses that server and starts none.
+#[test]
+fn redis_url_uses_that_server_and_starts_none() {
+    let redis = TestRedis::start("url");
+    let dir = scratch("url");
+    let dir_text = dir.to_string_lossy().into_owned();
+    let url = redis.url();
+    let args = [
+        "--orders",
+        "30",
+        "--time-scale",
+        "100",
+        "--redis",
+        &url,
+        "--json",
+    ];
+    let (code, stdout, stderr) =
+        run(&args, &[("REDIS_STREAMS_PIDS", &dir_text)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(pids(&dir, "redis").is_empty(), "it started a redis-server");
+    assert!(!pids(&dir, "cook").is_empty(), "no cook started");
+    // The night ran on our server: its group is there, with its cooks.
+    let mut connection = redis.connection();
+    let groups: redis::streams::StreamInfoGroupsReply =
+        redis::Commands::xinfo_groups(
+            &mut connection,
+            parallelism_redis_streams::TICKETS,
+        )
+        .expect("the tickets stream exists");
+    assert_eq!(groups.groups.len(), 1, "{groups:?}");
+    redis.stop();
+}
+
+#[test]
+fn without_redis_server_on_the_path_it_exits_2_saying_how_to_install_it() {
+    let (code, stdout, stderr) =
+        run(&["--orders", "5"], &[("PATH", "/nonexistent")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("redis-server is not on the PATH"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
+    assert!(stderr.contains("brew install redis"), "{stderr}");
+    // --help still works, and names --redis.
+    let (code, stdout, _) = run(&["--help"], &[("PATH", "/nonexistent")]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("--redis URL"), "{stdout}");
+}
+
+#[test]
+fn bad_redis_arguments_exit_2() {
+    for (args, named) in [
+        (&["--redis"][..], "--redis needs a URL"),
+        (&["--redis", "http://example"], "--redis <URL>"),
+        (&["--cook"], "a cook needs --redis"),
+        (
+            &["--cook", "--redis", "redis://127.0.0.1:1", "--orders", "3"],
+            "'--orders'",
+        ),
+    ] {
+        let (code, stdout, stderr) = run(args, &[]);
+        assert_eq!(code, Some(2), "{args:?} should exit 2: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} printed {stdout}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+}
+
+/// The shared probe counts the threads of the server's children: the
+/// cook processes and the redis-server show in `peak_threads`.
+#[cfg(target_os = "linux")]
+#[test]
+fn cook_processes_count_in_peak_threads() {
+    let args = ["--time-scale", "10", "--cooks", "3"];
+    let report = restaurant::conformance::report_of(BINARY, &args);
+    let peak = report.peak_threads.expect("Linux counts threads");
+    // Each cook has two threads at least (its loop and its heartbeat).
+    assert!(peak >= 6, "{peak} threads at peak for 3 cooks");
+}

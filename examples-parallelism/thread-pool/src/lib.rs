@@ -359,7 +359,9 @@ mod explore {
         }
     }
 
-    /// Makes the first chop of order `id` of test `test` panic.
+    /// Makes the first chop of order `id` of test `test` panic. shuttle's
+    /// panic hook prints "Task failed" and a schedule for each such panic,
+    /// caught or not; the test harness shows it only if the test fails.
     fn inject(test: u64, id: u64) -> Option<u64> {
         restaurant::fault::inject(start(test, id));
         Some(id)

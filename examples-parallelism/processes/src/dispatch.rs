@@ -756,3 +756,25 @@ impl<C: Crew> Kitchen<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Lost;
+
+    #[test]
+    fn lost_orders_are_counted_and_a_few_named() {
+        let mut lost = Lost::default();
+        lost.add("order 3 (worker 0 (pid 12) ended)".into());
+        assert_eq!(
+            lost.to_string(),
+            "1 order lost: order 3 (worker 0 (pid 12) ended)"
+        );
+        for order in 4..10_000 {
+            lost.add(format!("order {order}"));
+        }
+        let text = lost.to_string();
+        assert!(text.starts_with("9997 orders lost: order 3 ("), "{text}");
+        assert!(text.ends_with("order 7, and 9992 more"), "{text}");
+        assert!(text.len() < 200, "{text}");
+    }
+}

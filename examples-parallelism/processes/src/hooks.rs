@@ -70,8 +70,8 @@ impl Hooks {
                     .count();
                 if started >= most {
                     return Err(io::Error::other(format!(
-                        "not starting: {started} workers have \
-                         (PROCESSES_WORKER_STARTS={most})"
+                        "not starting: {started} workers have started, the most \
+                         the test allows ({most})"
                     )));
                 }
             }

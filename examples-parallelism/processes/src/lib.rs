@@ -626,3 +626,34 @@ fn cook(ticket: &Ticket) -> Plate {
     plate
 }
 // ANCHOR_END: cook
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(steps: &[Step]) -> Ticket {
+        wire::parse_order(&wire::order_line(7, "stew", 1, steps))
+            .expect("a well-formed order")
+    }
+
+    #[test]
+    fn an_order_is_allowed_its_own_time_with_a_margin_and_a_floor() {
+        // 1 ms of chopping and 1 ms of simmer: the floor.
+        let small = ticket(&[
+            Step::Chop(restaurant::Work(1000)),
+            Step::Simmer(Duration::from_millis(1)),
+        ]);
+        assert_eq!(allowance(&small, 1), ALLOWANCE_FLOOR);
+        // A 2 s simmer (a 100 ms one at time scale 0.05): 4 × 2.02 s.
+        let long = ticket(&[
+            Step::Chop(restaurant::Work(1000)),
+            Step::Simmer(Duration::from_secs(2)),
+        ]);
+        assert_eq!(allowance(&long, 1), Duration::from_millis(8_080));
+        // Chops: 1,000,000 units at 20 µs, times 4; twice that when two
+        // workers share each core.
+        let chop = ticket(&[Step::Chop(restaurant::Work(1_000_000))]);
+        assert_eq!(allowance(&chop, 1), Duration::from_secs(80));
+        assert_eq!(allowance(&chop, 2), Duration::from_secs(160));
+    }
+}

@@ -508,3 +508,64 @@ fn workers_die_with_a_killed_server() {
     drop(customer);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `kill -9` on a night's server while its workers simmer (time-scale
+/// 0.05 makes every simmer twenty times longer): every worker must be gone
+/// within a second or two, at once rather than at the simmer's end, and
+/// none may complain of a broken pipe on the way.
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_end_within_a_second_of_a_killed_night() {
+    let dir = scratch("night-kill");
+    let child = Command::new(BINARY)
+        .args(["--time-scale", "0.05", "--cooks", "2", "--orders", "40"])
+        .env("PROCESSES_WORKER_PIDS", &dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut server = Killed(child);
+    let stderr = server.0.stderr.take().expect("stderr is piped");
+    // Whatever the server, its workers and its customers write, until the
+    // last of them is gone.
+    let (said, heard) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+        let _ = said.send(text);
+    });
+    let began = Instant::now();
+    while worker_pids(&dir).len() < 2 {
+        assert!(began.elapsed() < LIMIT, "the workers did not start");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Mid-run: wait until a worker sleeps in a simmer, which lasts
+    // seconds at this time scale. (Where the kernel hides where a process
+    // waits, /proc/PID/wchan reads "0": then any moment after the start.)
+    let pids = worker_pids(&dir);
+    let wchan = |pid: u32| {
+        fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+    };
+    while !pids.iter().any(|&pid| {
+        let wchan = wchan(pid);
+        wchan.contains("nanosleep") || wchan == "0"
+    }) {
+        assert!(began.elapsed() < LIMIT, "no worker simmered");
+        thread::sleep(Duration::from_millis(5));
+    }
+    drop(server); // SIGKILL, and reaped
+    let killed = Instant::now();
+    while !pids.iter().all(|&pid| is_gone(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "workers {pids:?} outlived their server by 2 s"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let stderr = heard
+        .recv_timeout(LIMIT)
+        .expect("every writer of the server's stderr ended");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -45,6 +45,18 @@ pub const HIRE_LIMIT: Duration = Duration::from_secs(5);
 /// is closed. An idle worker leaves at once; one that does not is killed.
 pub const LEAVE_LIMIT: Duration = Duration::from_secs(2);
 
+/// How many threads this process has, for a message about a refused
+/// one: "3", or "?" where the OS does not say (off Linux).
+fn threads_alive() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+            Some(line["Threads:".len()..].trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 /// How many lost orders an error names: the count says the rest.
 const NAMED: usize = 5;
 
@@ -230,7 +242,10 @@ impl Rail {
                 served
             })
             .map_err(|e| {
-                format!("the OS refused a thread (the dispatcher): {e}")
+                format!(
+                    "the OS refused a thread, the dispatcher ({} alive): {e}",
+                    threads_alive()
+                )
             })?;
         let mut rail = Rail {
             events,

@@ -10,10 +10,11 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use restaurant::report::seconds;
+use restaurant::report::{mebibytes, seconds};
 
 use crate::discover::Example;
-use crate::render::{self, Row, Stage};
+use crate::measure::Row;
+use crate::render::{self, Stage};
 use crate::run::Outcome;
 use crate::{Cli, machine};
 
@@ -37,6 +38,11 @@ pub fn write(
         machine::short(),
         machine::today()
     );
+    let rounds = cli.rounds();
+    let footer = format!(
+        "{footer} Each figure is the median of {rounds} rounds, run \
+         interleaved; min–max is their spread. † discontinued."
+    );
     for (stage, rows) in results {
         let name = stage.preset.name();
         let mut md = format!("{GENERATED}\n\n**{}**\n\n", stage.headline());
@@ -45,18 +51,17 @@ pub fn write(
         if !failures.is_empty() {
             md.push('\n');
             for failure in failures {
-                let _ = writeln!(md, "- FAILED {failure}");
+                let _ = writeln!(md, "- {failure}");
             }
         }
-        let _ = write!(md, "\n{footer}");
-        if cli.repeats > 1 {
-            let _ = write!(
-                md,
-                " Each figure is the median of {} runs.",
-                cli.repeats
-            );
-        }
         md.push('\n');
+        for line in render::verdict(rows) {
+            let _ = writeln!(md, "{}", line.trim_start().replace("  ", " "));
+            if line.starts_with("verdict") {
+                md.push('\n');
+            }
+        }
+        let _ = writeln!(md, "\n{footer}");
         fs::write(dir.join(format!("{name}.md")), md)?;
 
         let makespan: Vec<Bar> = rows
@@ -85,7 +90,103 @@ pub fn write(
         )?;
     }
     fs::write(dir.join("machine.md"), machine_page(examples, &command))?;
+    fs::write(
+        dir.join("redis-streams.md"),
+        beside(
+            results,
+            "parallelism-redis-streams",
+            "parallelism-processes",
+            &footer,
+        ),
+    )?;
+    fs::write(
+        dir.join("from-node-and-python.md"),
+        mapping(results, &footer),
+    )?;
     Ok(())
+}
+
+/// `model` beside `sibling` on every preset: makespan, counter wait,
+/// latency, CPU (the model's CPU includes its children's, the broker's
+/// too) and memory.
+fn beside(
+    results: &[(Stage, Vec<Row>)],
+    model: &str,
+    sibling: &str,
+    footer: &str,
+) -> String {
+    let mut md = format!(
+        "{GENERATED}\n\n| preset | model | makespan | efficiency | counter \
+         wait p99 | latency p99 | CPU | memory |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (stage, rows) in results {
+        for name in [model, sibling] {
+            let Some(row) = rows.iter().find(|r| r.model == name) else {
+                continue;
+            };
+            let cells = match &row.outcome {
+                Outcome::Ok(r) => format!(
+                    "{} | {} | {} | {} | {} | {}",
+                    seconds(r.makespan_s),
+                    row.efficiency(stage)
+                        .map_or("n/a".into(), |e| format!("{:.0}%", e * 100.0)),
+                    r.counter_wait.map_or("n/a".into(), |p| seconds(p.p99)),
+                    r.order_latency.map_or("n/a".into(), |p| seconds(p.p99)),
+                    r.cpu_s.map_or("n/a".into(), seconds),
+                    r.peak_rss_bytes.map_or("n/a".into(), mebibytes),
+                ),
+                Outcome::Dnf => "DNF | | | | |".to_owned(),
+                Outcome::Failed(_) => "FAILED | | | | |".to_owned(),
+                Outcome::Skipped(why) => format!("skipped: {why} | | | | |"),
+            };
+            let _ = writeln!(md, "| {} | `{name}` | {cells} |", stage.preset);
+        }
+    }
+    let _ = writeln!(md, "\n{footer}");
+    md
+}
+
+/// The "Coming from Node.js and Python" table: each of their tools, the
+/// model that plays its part, and that model's figures on the preset that
+/// shows it best.
+fn mapping(results: &[(Stage, Vec<Row>)], footer: &str) -> String {
+    let mut md = format!(
+        "{GENERATED}\n\n| in Node.js or Python | plays the part here | on | \
+         makespan | efficiency | counter wait p99 | why |\n\
+         |---|---|---|---:|---:|---:|---|\n"
+    );
+    for row in crate::mapping::ROWS {
+        let found = results
+            .iter()
+            .find(|(s, _)| s.preset == row.preset)
+            .and_then(|(stage, rows)| {
+                Some((stage, rows.iter().find(|r| r.model == row.model)?))
+            });
+        let figures = match found {
+            Some((stage, measured)) => match &measured.outcome {
+                Outcome::Ok(r) => format!(
+                    "{} | {} | {}",
+                    seconds(r.makespan_s),
+                    measured
+                        .efficiency(stage)
+                        .map_or("n/a".into(), |e| format!("{:.0}%", e * 100.0)),
+                    r.counter_wait.map_or("n/a".into(), |p| seconds(p.p99)),
+                ),
+                Outcome::Dnf => "DNF | |".to_owned(),
+                Outcome::Failed(_) => "FAILED | |".to_owned(),
+                Outcome::Skipped(_) => "skipped | |".to_owned(),
+            },
+            None => "not run | |".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {} | {figures} | {} |",
+            row.theirs, row.model, row.preset, row.why
+        );
+    }
+    let _ = writeln!(md, "\n{footer}");
+    md
 }
 
 /// How this comparison was started, as a reader would type it.
@@ -191,7 +292,7 @@ impl Bar {
         let (value, dnf) = match &row.outcome {
             Outcome::Ok(report) => (value(report), false),
             Outcome::Dnf => (None, true),
-            Outcome::Failed(_) => (None, false),
+            Outcome::Failed(_) | Outcome::Skipped(_) => (None, false),
         };
         Bar {
             label: row.model.clone(),
@@ -355,4 +456,323 @@ fn chart(
 
 fn drawing(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing {}: {e}", path.display())
+}
+
+/// One figure of a sweep's chart, read from a report.
+struct Panel {
+    title: &'static str,
+    log: bool,
+    value: fn(&Stage, &Row, &restaurant::Report) -> Option<f64>,
+}
+
+const PANELS: [Panel; 5] = [
+    Panel {
+        title: "efficiency (%)",
+        log: false,
+        value: |stage, row, _| row.efficiency(stage).map(|e| e * 100.0),
+    },
+    Panel {
+        title: "counter wait p99 (ms, log)",
+        log: true,
+        value: |_, _, r| r.counter_wait.map(|p| p.p99 * 1e3),
+    },
+    Panel {
+        title: "latency p99 (ms, log)",
+        log: true,
+        value: |_, _, r| r.order_latency.map(|p| p.p99 * 1e3),
+    },
+    Panel {
+        title: "threads alive (sampled)",
+        log: false,
+        value: |_, _, r| r.peak_threads.map(|n| n as f64),
+    },
+    Panel {
+        title: "memory (MiB)",
+        log: false,
+        value: |_, _, r| r.peak_rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
+    },
+];
+
+/// The rows of one model in a sweep, by cooks.
+fn by_model(rows: &[Row]) -> Vec<(String, Vec<(u64, &Row)>)> {
+    let mut models: Vec<(String, Vec<(u64, &Row)>)> = Vec::new();
+    for row in rows {
+        let cooks = row
+            .cooks()
+            .or_else(|| {
+                let at = row.args.iter().position(|a| a == "--cooks")?;
+                row.args.get(at + 1)?.parse().ok()
+            })
+            .unwrap_or(0);
+        match models.iter_mut().find(|(m, _)| *m == row.model) {
+            Some((_, list)) => list.push((cooks, row)),
+            None => models.push((row.model.clone(), vec![(cooks, row)])),
+        }
+    }
+    for (_, list) in &mut models {
+        list.sort_by_key(|(cooks, _)| *cooks);
+    }
+    models
+}
+
+/// Draws `sweep-<model>-<preset>.svg` in `dir` for every model and stage
+/// of a sweep: efficiency, counter wait, latency, threads and memory
+/// against the number of cooks (a log scale, base 2).
+pub fn sweep_charts(dir: &Path, results: &[(Stage, Vec<Row>)]) -> Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    for (stage, rows) in results {
+        for (model, points) in by_model(rows) {
+            let path =
+                dir.join(format!("sweep-{model}-{}.svg", stage.preset.name()));
+            sweep_chart(&path, stage, &model, &points)?;
+        }
+    }
+    Ok(())
+}
+
+fn sweep_chart(
+    path: &Path,
+    stage: &Stage,
+    model: &str,
+    points: &[(u64, &Row)],
+) -> Result<()> {
+    let root = SVGBackend::new(path, (960, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| drawing(path, &e))?;
+    let dnf: Vec<String> = points
+        .iter()
+        .filter(|(_, row)| !matches!(row.outcome, Outcome::Ok(_)))
+        .map(|(cooks, _)| cooks.to_string())
+        .collect();
+    let mut title = format!("{model} on {}: against cooks", stage.preset);
+    if !dnf.is_empty() {
+        let _ = write!(title, " (no figures at {} cooks: DNF)", dnf.join(", "));
+    }
+    let root = root
+        .titled(&title, ("sans-serif", 18))
+        .map_err(|e| drawing(path, &e))?;
+    let panels = root.split_evenly((2, 3));
+    let xs: Vec<f64> = points
+        .iter()
+        .map(|(c, _)| (*c as f64).max(1.0).log2())
+        .collect();
+    let (x_lo, x_hi) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        });
+    let (x_lo, x_hi) = if x_lo.is_finite() {
+        (x_lo.floor() - 0.3, x_hi.ceil() + 0.3)
+    } else {
+        (0.0, 1.0)
+    };
+    for (panel, area) in PANELS.iter().zip(&panels) {
+        let values: Vec<(f64, f64)> = points
+            .iter()
+            .zip(&xs)
+            .filter_map(|((_, row), x)| match &row.outcome {
+                Outcome::Ok(report) => {
+                    let v = (panel.value)(stage, row, report)?;
+                    let v = if panel.log {
+                        if v <= 0.0 {
+                            return None;
+                        }
+                        v.log10()
+                    } else {
+                        v
+                    };
+                    Some((*x, v))
+                }
+                _ => None,
+            })
+            .collect();
+        let (y_lo, y_hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v)| {
+                (lo.min(*v), hi.max(*v))
+            });
+        let (y_lo, y_hi) = match (y_lo.is_finite(), panel.log) {
+            (false, _) => (0.0, 1.0),
+            (true, true) => (y_lo.floor(), y_hi.ceil().max(y_lo.floor() + 1.0)),
+            (true, false) => (0.0, (y_hi * 1.1).max(1e-9)),
+        };
+        let log = panel.log;
+        let y_label = move |y: &f64| {
+            if !log {
+                return format!("{y:.0}");
+            }
+            if (y - y.round()).abs() > 1e-6 {
+                return String::new();
+            }
+            let v = 10f64.powf(y.round());
+            if v >= 1.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        };
+        let x_label = |x: &f64| {
+            if (x - x.round()).abs() > 1e-6 {
+                String::new()
+            } else {
+                format!("{:.0}", 2f64.powf(x.round()))
+            }
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(panel.title, ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(28)
+            .y_label_area_size(48)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+            .map_err(|e| drawing(path, &e))?;
+        chart
+            .configure_mesh()
+            .x_desc("cooks")
+            .x_labels(((x_hi - x_lo) as usize + 2).min(14))
+            .x_label_formatter(&x_label)
+            .y_labels(if log { (y_hi - y_lo) as usize + 1 } else { 6 })
+            .y_label_formatter(&y_label)
+            .draw()
+            .map_err(|e| drawing(path, &e))?;
+        chart
+            .draw_series(LineSeries::new(values.clone(), BLUE.stroke_width(2)))
+            .map_err(|e| drawing(path, &e))?;
+        chart
+            .draw_series(
+                values.iter().map(|p| Circle::new(*p, 3, BLUE.filled())),
+            )
+            .map_err(|e| drawing(path, &e))?;
+    }
+    root.present().map_err(|e| drawing(path, &e))?;
+    Ok(())
+}
+
+/// `sweep-<model>-<preset>.md`: a sweep's tables, one row per size.
+pub fn sweep_table(
+    dir: &Path,
+    results: &[(Stage, Vec<Row>)],
+    limit: Duration,
+) -> Result<()> {
+    let footer = format!(
+        "Measured on {} on {}, with `{}`, as part of the book's sweeps.",
+        machine::short(),
+        machine::today(),
+        command_line()
+    );
+    for (stage, rows) in results {
+        for (model, _) in by_model(rows) {
+            let mine: Vec<Row> =
+                rows.iter().filter(|r| r.model == model).cloned().collect();
+            let mut md = format!("{GENERATED}\n\n**{}**\n\n", stage.headline());
+            md.push_str(&render::markdown(stage, &mine, limit));
+            let _ = writeln!(
+                md,
+                "\n{footer} Medians of {} rounds.",
+                rounds_of(&mine)
+            );
+            fs::write(
+                dir.join(format!("sweep-{model}-{}.md", stage.preset.name())),
+                md,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The most rounds any row had.
+fn rounds_of(rows: &[Row]) -> u32 {
+    rows.iter().map(|r| r.repeats).max().unwrap_or(0)
+}
+
+/// `staffing.md`: ten staff split between waiters and cooks, on each
+/// preset, beside an event loop with a pool of nine.
+pub fn staffing(
+    dir: &Path,
+    results: &[(Stage, Vec<Row>)],
+    limit: Duration,
+) -> Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mut md = format!("{GENERATED}\n");
+    for (stage, rows) in results {
+        let _ = write!(
+            md,
+            "\n**{}**\n\n| staff | waiters | cooks | makespan (min–max) | \
+             efficiency | counter wait p99 (min–max) | latency p99 |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+            stage.headline()
+        );
+        for row in rows {
+            let who = if row.model == "parallelism-waiters" {
+                "`parallelism-waiters`".to_owned()
+            } else {
+                format!("`{}`: one event loop + a pool", row.model)
+            };
+            let waiters = row
+                .args
+                .iter()
+                .position(|a| a == "--waiters")
+                .and_then(|i| row.args.get(i + 1).cloned())
+                .unwrap_or_else(|| "1 loop".to_owned());
+            let cooks = row
+                .args
+                .iter()
+                .position(|a| a == "--cooks")
+                .and_then(|i| row.args.get(i + 1).cloned())
+                .unwrap_or_default();
+            let figures = match &row.outcome {
+                Outcome::Ok(r) => {
+                    let span = |range: Option<crate::measure::Range>| {
+                        range.map_or(
+                            String::new(),
+                            |crate::measure::Range(lo, hi)| {
+                                format!(" ({}–{})", seconds(lo), seconds(hi))
+                            },
+                        )
+                    };
+                    format!(
+                        "{}{} | {} | {}{} | {}",
+                        seconds(r.makespan_s),
+                        span(row.spread.map(|s| s.makespan_s)),
+                        row.efficiency(stage).map_or(
+                            "n/a".into(),
+                            |e| format!("{:.0}%", e * 100.0)
+                        ),
+                        r.counter_wait.map_or("n/a".into(), |p| seconds(p.p99)),
+                        span(row.spread.and_then(|s| s.counter_wait_p99)),
+                        r.order_latency
+                            .map_or("n/a".into(), |p| seconds(p.p99)),
+                    )
+                }
+                Outcome::Dnf => {
+                    format!("DNF (> {}) | | |", seconds(limit.as_secs_f64()))
+                }
+                Outcome::Failed(_) => "FAILED | | |".to_owned(),
+                Outcome::Skipped(why) => format!("skipped: {why} | | |"),
+            };
+            let _ = writeln!(md, "| {who} | {waiters} | {cooks} | {figures} |");
+        }
+        md.push('\n');
+        for line in render::verdict(rows) {
+            let _ = writeln!(md, "{}", line.trim_start());
+            if line.starts_with("verdict") {
+                md.push('\n');
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nMeasured on {} on {}, with `{}`: medians of {} rounds, \
+         interleaved.",
+        machine::short(),
+        machine::today(),
+        command_line(),
+        results
+            .iter()
+            .map(|(_, rows)| rounds_of(rows))
+            .max()
+            .unwrap_or(0)
+    );
+    fs::write(dir.join("staffing.md"), md)?;
+    Ok(())
 }

@@ -22,6 +22,56 @@ pub struct Example {
     /// The crates it runs on, with their resolved versions (`tokio 1.54.1`):
     /// its normal dependencies other than `restaurant`.
     pub crates: Vec<String>,
+    /// Programs it needs beyond cargo, from its manifest's
+    /// `[package.metadata.restaurant] requires = ["redis-server"]`.
+    pub requires: Vec<String>,
+    /// Why it is kept though its runtime is discontinued, from
+    /// `[package.metadata.restaurant] discontinued = "…"`: tables mark it.
+    pub discontinued: Option<String>,
+}
+
+impl Example {
+    /// Why it cannot run here, if it cannot: a program it requires is
+    /// not on the `PATH`.
+    pub fn missing(&self) -> Option<String> {
+        let absent: Vec<&str> = self
+            .requires
+            .iter()
+            .filter(|program| !on_path(program))
+            .map(String::as_str)
+            .collect();
+        (!absent.is_empty()).then(|| {
+            format!("needs {} on the PATH, not found here", absent.join(", "))
+        })
+    }
+}
+
+/// Whether an executable named `program` is in a directory of the `PATH`.
+fn on_path(program: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        let file = dir.join(program);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.metadata().is_ok_and(|m| {
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            file.with_extension(std::env::consts::EXE_EXTENSION)
+                .is_file()
+                || file.is_file()
+        }
+    })
+}
+
+/// The `[package.metadata.restaurant]` table of a package's manifest.
+fn restaurant_metadata(package: &Package) -> Option<&serde_json::Value> {
+    package.metadata.get("restaurant")
 }
 
 /// The workspace as the comparison needs it.
@@ -82,6 +132,19 @@ pub fn workspace(manifest: &Path) -> Result<Workspace> {
                 bin: (*bin).to_owned(),
                 group: group.to_owned(),
                 crates: crates_of(&metadata, package),
+                requires: restaurant_metadata(package)
+                    .and_then(|m| m.get("requires"))
+                    .and_then(|r| r.as_array())
+                    .map(|programs| {
+                        programs
+                            .iter()
+                            .filter_map(|p| p.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                discontinued: restaurant_metadata(package)
+                    .and_then(|m| m.get("discontinued"))
+                    .and_then(|d| d.as_str().map(str::to_owned)),
             });
         } else if bins.contains(&"sequential") {
             examples.push(Example {
@@ -90,6 +153,8 @@ pub fn workspace(manifest: &Path) -> Result<Workspace> {
                 bin: "sequential".to_owned(),
                 group: "reference".to_owned(),
                 crates: vec!["std".to_owned()],
+                requires: Vec::new(),
+                discontinued: None,
             });
         }
     }

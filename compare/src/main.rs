@@ -22,6 +22,8 @@
 mod book;
 mod discover;
 mod machine;
+mod mapping;
+mod measure;
 mod render;
 mod run;
 
@@ -36,7 +38,8 @@ use restaurant::{Preset, Report, Workload, kernel};
 use serde::Serialize;
 
 use crate::discover::{Example, Workspace};
-use crate::render::{Row, Stage};
+use crate::measure::{Job, Row, Setup, Spread};
+use crate::render::Stage;
 use crate::run::Outcome;
 
 #[derive(Debug, Parser)]
@@ -44,26 +47,44 @@ use crate::run::Outcome;
     name = "compare",
     about = "Runs every example on the same workload and prints what each \
              one did",
-    after_help = "Exit status: 0 when every run finished with the right \
-                  checksum or ran out of time, and one at least was \
-                  verified; 1 when a checksum disagrees, an example crashed \
-                  or failed verification, or nothing was verified; 2 for \
-                  bad arguments; 130 when interrupted."
+    after_help = "Tables show one round per model unless --repeats N: \
+                  then medians of N rounds, interleaved so that the \
+                  machine's drift falls on every model alike, with their \
+                  spread; the verdict under each table says whether a \
+                  lead is beyond it.\n\n\
+                  Exit status: 0 when every run finished with the right \
+                  checksum, ran out of time or was skipped, and one at \
+                  least was verified; 1 when a checksum disagrees, an \
+                  example crashed or failed verification, or nothing was \
+                  verified; 2 for bad arguments; 130 when interrupted."
 )]
 struct Cli {
-    /// Presets to run, comma-separated [default: all four]
+    /// Presets to run, comma-separated [default: lunch-rush, takeout,
+    /// banquet, big-order; with --all or --write-book, slow-talkers too]
     #[arg(long, value_enum, value_delimiter = ',')]
     preset: Vec<Preset>,
+
+    /// Every preset, slow-talkers included
+    #[arg(long)]
+    all: bool,
 
     /// Models to run, by package name, comma-separated (`sequential` for
     /// the reference) [default: every example]
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     models: Vec<String>,
 
-    /// Runs of each model on each preset; the figures are medians
-    #[arg(long, default_value_t = 1, value_name = "N",
+    /// Rounds of every run, interleaved; tables show medians and the
+    /// spread [default: 1, or 5 with --write-book]
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=99))]
-    repeats: u32,
+    repeats: Option<u32>,
+
+    /// Run the chosen models (--models, default parallelism-thread-pool)
+    /// at each of these numbers of cooks, comma-separated, and draw
+    /// efficiency, counter wait, latency, threads and memory against cooks
+    #[arg(long, value_delimiter = ',', value_name = "LIST",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    sweep_cooks: Vec<u64>,
 
     /// The workload seed
     #[arg(
@@ -89,11 +110,16 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
+    /// Every column in the tables, not only those that fit 100 columns
+    #[arg(long)]
+    wide: bool,
+
     /// Print one JSON object with a `runs` array instead of tables
     #[arg(long)]
     json: bool,
 
-    /// Write the tables, charts and machine to book/src/results/
+    /// Write every table, chart and timeline of the book to
+    /// book/src/results/, from at least 5 rounds (about 25 minutes)
     #[arg(long)]
     write_book: bool,
 
@@ -107,6 +133,23 @@ struct Cli {
     example_args: Option<String>,
 }
 
+impl Cli {
+    /// Rounds per run: as asked, and at least 5 for the book.
+    fn rounds(&self) -> u32 {
+        let asked = self.repeats.unwrap_or(1);
+        if self.write_book { asked.max(5) } else { asked }
+    }
+
+    /// Seconds a run may take.
+    fn limit(&self) -> Duration {
+        Duration::from_secs_f64(self.time_limit.unwrap_or(if self.quick {
+            5.0
+        } else {
+            10.0
+        }))
+    }
+}
+
 fn parse_limit(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 3600.0 => Ok(f),
@@ -116,6 +159,9 @@ fn parse_limit(s: &str) -> Result<f64, String> {
         ),
     }
 }
+
+/// The version of `--json`'s layout.
+const SCHEMA_VERSION: u32 = 3;
 
 /// Everything `--json` prints.
 #[derive(Debug, Serialize)]
@@ -135,6 +181,7 @@ struct StageJson {
     orders: usize,
     seed: u64,
     time_scale: f64,
+    /// With every customer on time; each run's report has its own.
     lower_bound_s: f64,
     expected_checksum: String,
 }
@@ -143,13 +190,17 @@ struct StageJson {
 struct RunJson {
     model: String,
     preset: Preset,
-    /// `ok`, `dnf` or `failed`.
+    /// The cooks it ran with (as asked, for a run that did not finish).
+    cooks: Option<u64>,
+    /// `ok`, `dnf`, `failed` or `skipped`.
     status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Rounds measured.
+    repeats: u32,
+    /// The median round's report, each figure the median of the rounds'.
     report: Option<Report>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The lowest and highest of the rounds.
+    spread: Option<Spread>,
     efficiency: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
 }
 
@@ -177,125 +228,118 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// The stages (one per preset) a comparison runs.
+fn stages(cli: &Cli, unit: Duration, cores: usize) -> Vec<Stage> {
+    let presets = if !cli.preset.is_empty() {
+        cli.preset.clone()
+    } else if cli.all || cli.write_book {
+        Preset::ALL.to_vec()
+    } else {
+        // Slow talkers take seconds for the sequential models, and teach
+        // one lesson: with --all and in the book.
+        Preset::ALL
+            .into_iter()
+            .filter(|p| *p != Preset::SlowTalkers)
+            .collect()
+    };
+    presets
+        .into_iter()
+        .map(|preset| stage(preset, cli, unit, cores))
+        .collect()
+}
+
+fn stage(preset: Preset, cli: &Cli, unit: Duration, cores: usize) -> Stage {
+    let (orders, time_scale) = if cli.quick {
+        ((preset.default_orders() / 10).max(10), 20.0)
+    } else {
+        (preset.default_orders(), 1.0)
+    };
+    let workload =
+        Workload::generate_scaled(preset, orders, cli.seed, time_scale);
+    Stage {
+        preset,
+        orders,
+        seed: cli.seed,
+        time_scale,
+        cores,
+        lower_bound: workload.lower_bound(unit, cores),
+        expected: workload.expected_checksum().to_string(),
+    }
+}
+
+/// A progress bar for `runs` runs, on stderr.
+fn progress(runs: u64) -> ProgressBar {
+    ProgressBar::new(runs).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {msg}")
+            .expect("the template is valid"),
+    )
+}
+
 /// Runs the comparison: success when every run finished with the right
-/// checksum or ran out of time and at least one was verified; failure when
-/// a run failed or disagreed, or none was verified; 130 when interrupted.
+/// checksum, ran out of time or was skipped, and at least one was
+/// verified; failure when a run failed or disagreed, or none was
+/// verified; 130 when interrupted.
 fn compare(cli: &Cli) -> Result<ExitCode> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let workspace = discover::workspace(&manifest)?;
-    let examples = chosen(&workspace, &cli.models)?;
+    let sweeping = !cli.sweep_cooks.is_empty();
+    let examples = if sweeping && cli.models.is_empty() {
+        chosen(&workspace, &["parallelism-thread-pool".to_owned()])?
+    } else {
+        chosen(&workspace, &cli.models)?
+    };
     if !cli.no_build {
-        build(&workspace, &examples)?;
+        let runnable: Vec<Example> = examples
+            .iter()
+            .filter(|e| e.missing().is_none())
+            .cloned()
+            .collect();
+        build(&workspace, &runnable)?;
     }
 
-    let presets = if cli.preset.is_empty() {
-        Preset::ALL.to_vec()
-    } else {
-        cli.preset.clone()
-    };
-    let limit =
-        Duration::from_secs_f64(cli.time_limit.unwrap_or(if cli.quick {
-            5.0
-        } else {
-            10.0
-        }));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = restaurant::cli::cores();
     let unit = kernel::measure_unit();
+    let stages = stages(cli, unit, cores);
+    let jobs: Vec<Job> = if sweeping {
+        examples
+            .iter()
+            .flat_map(|e| {
+                cli.sweep_cooks
+                    .iter()
+                    .map(|&k| Job::with_cooks(e, k as usize))
+            })
+            .collect()
+    } else {
+        examples.iter().map(Job::plain).collect()
+    };
     let extra: Vec<String> = cli
         .example_args
         .as_deref()
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-
-    let stages: Vec<Stage> = presets
-        .iter()
-        .map(|&preset| {
-            let (orders, time_scale) = if cli.quick {
-                ((preset.default_orders() / 10).max(10), 20.0)
-            } else {
-                (preset.default_orders(), 1.0)
-            };
-            let workload =
-                Workload::generate_scaled(preset, orders, cli.seed, time_scale);
-            Stage {
-                preset,
-                orders,
-                seed: cli.seed,
-                time_scale,
-                cores,
-                lower_bound: workload.lower_bound(unit, cores),
-                expected: workload.expected_checksum().to_string(),
-            }
-        })
-        .collect();
-
-    let total = (stages.len() * examples.len()) as u64 * u64::from(cli.repeats);
-    let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {msg}")
-            .expect("the template is valid"),
-    );
+    let limit = cli.limit();
+    let bar =
+        progress((stages.len() * jobs.len()) as u64 * u64::from(cli.rounds()));
     run::stop_on_interrupt();
-    let mut results: Vec<(Stage, Vec<Row>)> = Vec::new();
-    'stages: for stage in &stages {
-        let mut rows = Vec::new();
-        for example in &examples {
-            progress
-                .set_message(format!("{} on {}", example.model, stage.preset));
-            let mut args = vec![
-                "--preset".to_owned(),
-                stage.preset.name().to_owned(),
-                "--orders".to_owned(),
-                stage.orders.to_string(),
-                "--seed".to_owned(),
-                stage.seed.to_string(),
-                "--time-scale".to_owned(),
-                stage.time_scale.to_string(),
-                "--json".to_owned(),
-            ];
-            args.extend(extra.iter().cloned());
-            let mut outcomes = Vec::new();
-            for _ in 0..cli.repeats {
-                let outcome =
-                    run::run(&workspace.binary(example), &args, limit);
-                if run::interrupted() {
-                    // The run was killed half-way: it measured nothing.
-                    if !rows.is_empty() {
-                        results.push((stage.clone(), rows));
-                    }
-                    break 'stages;
-                }
-                progress.inc(1);
-                let stop = !matches!(outcome, Outcome::Ok(_));
-                outcomes.push(check(outcome, stage));
-                if stop {
-                    // A DNF or a failure will not get better with repeats.
-                    progress
-                        .inc(u64::from(cli.repeats) - outcomes.len() as u64);
-                    break;
-                }
-            }
-            rows.push(Row {
-                model: example.model.clone(),
-                outcome: median(outcomes),
-            });
-        }
-        results.push((stage.clone(), rows));
-    }
-    progress.finish_and_clear();
+    let setup = Setup {
+        workspace: &workspace,
+        limit,
+        repeats: cli.rounds(),
+        extra: &extra,
+        progress: &bar,
+    };
+    let results = measure::measure(&setup, &stages, &jobs);
+    bar.finish_and_clear();
 
-    let all_good = results.iter().all(|(_, rows)| {
-        rows.iter()
-            .all(|r| !matches!(r.outcome, Outcome::Failed(_)))
-    });
-    let verified = results
-        .iter()
-        .flat_map(|(_, rows)| rows)
+    let rows = || results.iter().flat_map(|(_, rows)| rows);
+    let all_good = rows().all(|r| !matches!(r.outcome, Outcome::Failed(_)));
+    let verified = rows()
         .filter(|r| matches!(r.outcome, Outcome::Ok(_)))
         .count();
     if cli.json {
         print_json(&results, unit, limit)?;
     } else {
-        print_tables(&results, limit, unit)?;
+        print_tables(&results, cli, unit)?;
     }
     if run::interrupted() {
         eprintln!(
@@ -306,24 +350,146 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
     }
     if verified == 0 {
         eprintln!(
-            "compare: no run was verified (every one failed or ran out of \
-             time): nothing to compare"
+            "compare: no run was verified (every one failed, ran out of \
+             time or was skipped): nothing to compare"
         );
         return Ok(ExitCode::FAILURE);
     }
-    let mut timelines_good = true;
-    if cli.write_book {
-        let dir = workspace.root.join("book/src/results");
+    let dir = workspace.root.join("book/src/results");
+    let mut extras_good = true;
+    if sweeping {
+        let charts = if cli.write_book {
+            dir.clone()
+        } else {
+            workspace.target_dir.join("sweeps")
+        };
+        book::sweep_charts(&charts, &results)?;
+        eprintln!("drew the sweep's charts in {}", charts.display());
+    } else if cli.write_book {
         book::write(&dir, &results, &examples, limit, cli)?;
-        timelines_good = timelines(&workspace, &examples, &dir, limit)
-            && backlog(&workspace, &examples, &dir, limit)?;
+        extras_good = timelines(&workspace, &examples, &dir, limit)
+            && backlog(&workspace, &examples, &dir, limit)?
+            && book_sweeps(&setup, cli, unit, cores, &examples, &dir)?
+            && staffing(&setup, cli, unit, cores, &examples, &dir)?;
         eprintln!("wrote {}", dir.display());
     }
-    Ok(if all_good && timelines_good {
+    Ok(if all_good && extras_good {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The sweeps the book shows: `(model, preset, cooks)`. Thread-pool on
+/// three presets shows Little's law at work; spawn-blocking's blocking
+/// pool on `big-order` shows a pool that only chops, which stops gaining
+/// at the cores.
+const BOOK_SWEEPS: [(&str, Preset, &[usize]); 4] = [
+    (
+        "parallelism-thread-pool",
+        Preset::LunchRush,
+        &[1, 2, 4, 8, 16, 32, 64],
+    ),
+    (
+        "parallelism-thread-pool",
+        Preset::Takeout,
+        &[16, 128, 1024, 2048, 5000],
+    ),
+    (
+        "parallelism-thread-pool",
+        Preset::Banquet,
+        &[1, 2, 4, 8, 16, 32, 64],
+    ),
+    (
+        "blocking-spawn-blocking",
+        Preset::BigOrder,
+        &[1, 2, 4, 8, 16],
+    ),
+];
+
+/// Runs the book's sweeps and draws them; `false` if one run failed.
+fn book_sweeps(
+    setup: &Setup,
+    cli: &Cli,
+    unit: Duration,
+    cores: usize,
+    examples: &[Example],
+    dir: &Path,
+) -> Result<bool> {
+    let mut good = true;
+    for (model, preset, cooks) in BOOK_SWEEPS {
+        let Some(example) = examples.iter().find(|e| e.model == model) else {
+            eprintln!("no sweep of {model}: it is not among the models run");
+            continue;
+        };
+        let jobs: Vec<Job> =
+            cooks.iter().map(|&k| Job::with_cooks(example, k)).collect();
+        let stage = stage(preset, cli, unit, cores);
+        setup.progress.reset();
+        setup
+            .progress
+            .set_length(jobs.len() as u64 * u64::from(setup.repeats));
+        let results = measure::measure(setup, &[stage], &jobs);
+        setup.progress.finish_and_clear();
+        good &= results
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .all(|r| !matches!(r.outcome, Outcome::Failed(_)));
+        book::sweep_charts(dir, &results)?;
+        book::sweep_table(dir, &results, setup.limit)?;
+    }
+    Ok(good)
+}
+
+/// The seed's staffing question: ten staff, split between waiters and
+/// cooks, on `slow-talkers` and `lunch-rush`, beside an event loop with a
+/// pool of nine; `false` if a run failed.
+fn staffing(
+    setup: &Setup,
+    cli: &Cli,
+    unit: Duration,
+    cores: usize,
+    examples: &[Example],
+    dir: &Path,
+) -> Result<bool> {
+    const STAFF: usize = 10;
+    let find = |name: &str| examples.iter().find(|e| e.model == name);
+    let (Some(waiters), Some(event_loop)) =
+        (find("parallelism-waiters"), find("blocking-spawn-blocking"))
+    else {
+        eprintln!(
+            "no staffing grid: parallelism-waiters or \
+                   blocking-spawn-blocking is not among the models run"
+        );
+        return Ok(true);
+    };
+    let mut jobs: Vec<Job> = (1..STAFF)
+        .map(|w| Job {
+            example: waiters.clone(),
+            args: vec![
+                "--waiters".to_owned(),
+                w.to_string(),
+                "--cooks".to_owned(),
+                (STAFF - w).to_string(),
+            ],
+        })
+        .collect();
+    jobs.push(Job::with_cooks(event_loop, STAFF - 1));
+    let stages: Vec<Stage> = [Preset::SlowTalkers, Preset::LunchRush]
+        .into_iter()
+        .map(|p| stage(p, cli, unit, cores))
+        .collect();
+    setup.progress.reset();
+    setup.progress.set_length(
+        (stages.len() * jobs.len()) as u64 * u64::from(setup.repeats),
+    );
+    let results = measure::measure(setup, &stages, &jobs);
+    setup.progress.finish_and_clear();
+    book::staffing(dir, &results, setup.limit)?;
+    Ok(results
+        .iter()
+        .flat_map(|(_, rows)| rows)
+        .all(|r| !matches!(r.outcome, Outcome::Failed(_))))
 }
 
 /// The timelines the book shows: `(model, preset, orders, time scale)`.
@@ -373,7 +539,7 @@ fn timelines(
                 eprintln!("timeline of {model} on {preset}: did not finish");
                 good = false;
             }
-            Outcome::Failed(why) => {
+            Outcome::Failed(why) | Outcome::Skipped(why) => {
                 eprintln!("timeline of {model} on {preset}: {why}");
                 good = false;
             }
@@ -421,6 +587,10 @@ fn backlog(
                 },
                 Outcome::Dnf => {
                     eprintln!("backlog {backlog}: did not finish");
+                    return Ok(false);
+                }
+                Outcome::Skipped(why) => {
+                    eprintln!("backlog {backlog}: {why}");
                     return Ok(false);
                 }
             };
@@ -491,84 +661,37 @@ fn build(workspace: &Workspace, examples: &[Example]) -> Result<()> {
     Ok(())
 }
 
-/// A run whose checksum disagrees with the workload's is a failure.
-fn check(outcome: Outcome, stage: &Stage) -> Outcome {
-    match outcome {
-        Outcome::Ok(report) if report.checksum != stage.expected => {
-            Outcome::Failed(format!(
-                "checksum {} disagrees with the expected {}",
-                report.checksum, stage.expected
-            ))
-        }
-        other => other,
-    }
-}
-
-/// One outcome from several runs: the first failure or DNF if any, else a
-/// report whose every figure is the median of the runs'.
-fn median(outcomes: Vec<Outcome>) -> Outcome {
-    let mut reports = Vec::new();
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Ok(report) => reports.push(*report),
-            other => return other,
-        }
-    }
-    let Some(first) = reports.first().cloned() else {
-        return Outcome::Failed("no run".to_owned());
-    };
-    fn mid<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        v[v.len() / 2]
-    }
-    let each =
-        |f: &dyn Fn(&Report) -> f64| mid(reports.iter().map(f).collect());
-    let some = |f: &dyn Fn(&Report) -> Option<f64>| {
-        let v: Option<Vec<f64>> = reports.iter().map(f).collect();
-        v.map(mid)
-    };
-    let percentiles =
-        |f: &dyn Fn(&Report) -> Option<restaurant::report::Percentiles>| {
-            let v: Option<Vec<_>> = reports.iter().map(f).collect();
-            v.map(|v| restaurant::report::Percentiles {
-                p50: mid(v.iter().map(|p| p.p50).collect()),
-                p99: mid(v.iter().map(|p| p.p99).collect()),
-                max: mid(v.iter().map(|p| p.max).collect()),
-            })
-        };
-    let median = Report {
-        makespan_s: each(&|r| r.makespan_s),
-        cpu_s: some(&|r| r.cpu_s),
-        counter_wait: percentiles(&|r| r.counter_wait),
-        order_latency: percentiles(&|r| r.order_latency),
-        connect_wait: percentiles(&|r| r.connect_wait),
-        arrival_lag: percentiles(&|r| r.arrival_lag),
-        customers_cpu_s: some(&|r| r.customers_cpu_s),
-        peak_rss_bytes: some(&|r| r.peak_rss_bytes.map(|b| b as f64))
-            .map(|b| b as u64),
-        peak_threads: some(&|r| r.peak_threads.map(|n| n as f64))
-            .map(|n| n as u64),
-        ..first
-    };
-    Outcome::Ok(Box::new(median))
-}
-
 fn print_tables(
     results: &[(Stage, Vec<Row>)],
-    limit: Duration,
+    cli: &Cli,
     unit: Duration,
 ) -> Result<()> {
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(100);
     emit(&format!(
         "one unit of chopping takes {:.0} ns here; the lower bound is the \
-         physical limit, efficiency = lower bound ÷ makespan",
+         physical limit",
         unit.as_secs_f64() * 1e9
     ))?;
     for (stage, rows) in results {
         emit(&format!("\n{}", stage.headline()))?;
-        emit(&render::table(stage, rows, limit).to_string())?;
+        emit(
+            &render::table(stage, rows, cli.limit(), cli.wide, width)
+                .to_string(),
+        )?;
         for failure in render::failures(rows) {
-            emit(&format!("  FAILED {failure}"))?;
+            emit(&format!("  {failure}"))?;
         }
+        for line in render::verdict(rows) {
+            emit(&line)?;
+        }
+    }
+    emit("")?;
+    for line in render::legend(cli.wide, cli.rounds()) {
+        emit(&line)?;
     }
     Ok(())
 }
@@ -589,23 +712,28 @@ fn print_json(
                     Some(format!("killed after {} s", limit.as_secs_f64())),
                 ),
                 Outcome::Failed(why) => ("failed", None, Some(why.clone())),
+                Outcome::Skipped(why) => ("skipped", None, Some(why.clone())),
             };
-            let efficiency = report.as_ref().and_then(|r| {
-                (r.makespan_s > 0.0)
-                    .then(|| stage.lower_bound.as_secs_f64() / r.makespan_s)
-            });
+            let asked = row
+                .args
+                .iter()
+                .position(|a| a == "--cooks")
+                .and_then(|i| row.args.get(i + 1)?.parse().ok());
             runs.push(RunJson {
                 model: row.model.clone(),
                 preset: stage.preset,
+                cooks: row.cooks().or(asked),
                 status,
+                repeats: row.repeats,
+                efficiency: row.efficiency(stage),
                 report,
-                efficiency,
+                spread: row.spread,
                 message,
             });
         }
     }
     let comparison = Comparison {
-        schema_version: 1,
+        schema_version: SCHEMA_VERSION,
         host: restaurant::report::Host::this(),
         unit_s: unit.as_secs_f64(),
         time_limit_s: limit.as_secs_f64(),

@@ -47,6 +47,8 @@ pub enum Outcome {
     Dnf,
     /// A crash, a verification failure, a bad report: the message says.
     Failed(String),
+    /// Not run: something it requires is missing here (the reason).
+    Skipped(String),
 }
 
 /// How often a running example is checked for having finished.

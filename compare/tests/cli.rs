@@ -1,5 +1,6 @@
-//! `compare` end to end, on the reference model: a good run, a failing
-//! run, a disagreeing checksum, a run past its limit, and bad arguments.
+//! `compare` end to end, on the reference model (and the thread pool, for
+//! a sweep of cooks): a good run, a failing run, a disagreeing checksum, a
+//! run past its limit, repeats and their spread, and bad arguments.
 //!
 //! The binaries are built once, into a target folder of their own (the
 //! `cargo test` that runs this holds the lock on the usual one).
@@ -16,7 +17,8 @@ fn target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/compare-tests")
 }
 
-/// Builds `sequential` in release, once for every test here.
+/// Builds `sequential` and the thread pool in release, once for every
+/// test here.
 fn built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -29,6 +31,10 @@ fn built() {
                 "restaurant",
                 "--bin",
                 "sequential",
+                "-p",
+                "parallelism-thread-pool",
+                "--bin",
+                "parallelism-thread-pool",
             ])
             .env("CARGO_TARGET_DIR", target_dir())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -39,10 +45,14 @@ fn built() {
 }
 
 fn compare(args: &[&str]) -> Output {
+    compare_models("sequential", args)
+}
+
+fn compare_models(models: &str, args: &[&str]) -> Output {
     built();
     Command::cargo_bin("compare")
         .unwrap()
-        .args(["--no-build", "--models", "sequential"])
+        .args(["--no-build", "--models", models])
         .args(args)
         .env("CARGO_TARGET_DIR", target_dir())
         .output()
@@ -136,8 +146,69 @@ fn the_text_output_has_a_table_per_preset() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("banquet: 40 orders, seed 1"), "{text}");
     assert!(text.contains("lower bound"), "{text}");
-    assert!(text.contains("counter wait p50"), "{text}");
+    assert!(text.contains("wait p99"), "{text}");
+    assert!(text.contains("cooks"), "{text}");
     assert!(text.contains("sequential"), "{text}");
+    assert!(text.contains("verdict"), "{text}");
+    assert!(text.contains("threads alive (sampled)"), "{text}");
+    // One round: the verdict says how to tell a lead from noise.
+    assert!(text.contains("--repeats"), "{text}");
+}
+
+#[test]
+fn repeats_give_medians_and_their_spread_in_the_json() {
+    let out = compare(&[
+        "--quick",
+        "--preset",
+        "banquet",
+        "--repeats",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stage = &v["stages"][0];
+    assert!(stage["lower_bound_s"].as_f64().unwrap() > 0.0);
+    let run = &runs(&out)[0];
+    assert_eq!(run["cooks"], 1);
+    assert_eq!(run["repeats"], 3);
+    let [lo, hi] =
+        [0, 1].map(|i| run["spread"]["makespan_s"][i].as_f64().unwrap());
+    let median = run["report"]["makespan_s"].as_f64().unwrap();
+    assert!(lo <= median && median <= hi, "{lo} ≤ {median} ≤ {hi}");
+    let p99 = &run["spread"]["counter_wait_p99"];
+    assert!(p99[0].as_f64().unwrap() <= p99[1].as_f64().unwrap());
+    // Each night's report carries its own lower bound, from when its
+    // customers really walked in.
+    assert!(run["report"]["lower_bound_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_sweep_runs_each_size_and_more_cooks_do_not_slow_the_pool() {
+    // Lunch rush at full size: one cook waits out every simmer in turn,
+    // four are nearly enough, sixteen are plenty.
+    let out = compare_models(
+        "parallelism-thread-pool",
+        &[
+            "--sweep-cooks",
+            "1,4,16",
+            "--preset",
+            "lunch-rush",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let runs = runs(&out);
+    let cooks: Vec<u64> =
+        runs.iter().map(|r| r["cooks"].as_u64().unwrap()).collect();
+    assert_eq!(cooks, [1, 4, 16]);
+    let makespan: Vec<f64> = runs
+        .iter()
+        .map(|r| r["report"]["makespan_s"].as_f64().unwrap())
+        .collect();
+    assert!(makespan[0] > 2.0 * makespan[1], "{makespan:?}");
+    // A wide margin: at 4 and 16 both finish with the last arrival.
+    assert!(makespan[2] < 1.25 * makespan[1], "{makespan:?}");
 }
 
 #[test]
@@ -149,6 +220,7 @@ fn bad_arguments_exit_2_naming_the_argument() {
         (&["--time-limit", "-1"], "--time-limit"),
         (&["--time-limit", "0"], "greater than 0"),
         (&["--seed", "-1"], "invalid digit"),
+        (&["--sweep-cooks", "0"], "--sweep-cooks"),
     ] {
         let out = Command::cargo_bin("compare")
             .unwrap()

@@ -101,8 +101,10 @@ fn parse_cooks(s: &str) -> Result<CooksArg, String> {
     }
     match s.parse::<usize>() {
         Ok(k) if k >= 1 => Ok(CooksArg::Count(k)),
-        _ => Err("expected a whole number of cooks, 1 or more, or `auto`"
-            .to_owned()),
+        _ => {
+            Err("expected a whole number of cooks, 1 or more, or `auto`"
+                .to_owned())
+        }
     }
 }
 
@@ -397,6 +399,20 @@ where
         .unwrap_or_else(|e| e.exit());
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
 
+    // A workload that cannot be allocated under `ulimit -v` is refused
+    // here, naming its size, rather than aborting a process mid-night
+    // (and before `auto` generates it to size the kitchen).
+    if args.listen.is_none()
+        && let Err(why) =
+            crate::limits::check_workload_memory(args.workload.orders())
+    {
+        command
+            .error(
+                ErrorKind::ValueValidation,
+                format!("invalid value for '--orders <N>': {why}"),
+            )
+            .exit();
+    }
     let cap = model.cooks.cap();
     let refuse = |command: &mut clap::Command, why: String| -> ! {
         command.error(ErrorKind::ValueValidation, why).exit()
@@ -925,8 +941,7 @@ fn judge(
     unit: Option<std::time::Duration>,
 ) -> Result<Report, BoxError> {
     let checksum = verify(workload, night)?;
-    let report =
-        Report::new("", workload, 0, night, checksum, Cost::default());
+    let report = Report::new("", workload, 0, night, checksum, Cost::default());
     Ok(match unit {
         Some(unit) => report.with_lower_bound(workload, night, unit),
         None => report,

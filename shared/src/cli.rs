@@ -706,9 +706,15 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     crate::child::die_with_parent(&mut command);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start the customers' process: {e}"))?;
+    let mut child = command.spawn().map_err(|e| -> BoxError {
+        // Linux counts a new process against the same limit as a thread
+        // (RLIMIT_NPROC counts tasks): name it the same way.
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            crate::limits::thread_refused_for("the customers' process", e)
+        } else {
+            format!("cannot start the customers' process: {e}").into()
+        }
+    })?;
     let stdin = Arc::new(Mutex::new(child.stdin.take()));
     let stdout = child.stdout.take();
     let customers_pid = child.id();
@@ -755,6 +761,9 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
             // Whatever happened to them, no more customers are coming.
             closer.close();
             let _ = told.send(verdict);
+        })
+        .map_err(|e| {
+            crate::limits::thread_refused_for("the customers' news", e)
         })?;
     probe::harness_thread_started();
 
@@ -772,7 +781,8 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
 
     let total = workload.orders() as u64;
     let sampler =
-        Sampler::start((!workload.json).then_some(total), Some(customers_pid));
+        Sampler::start((!workload.json).then_some(total), Some(customers_pid))
+            .map_err(|e| crate::limits::thread_refused_for("the sampler", e))?;
     let cpu_before = probe::cpu_time();
     let served = serve_caught(model, listener, run.cooks, shift.clone());
     let cpu_after = probe::cpu_time();
@@ -904,33 +914,52 @@ fn customers_child(args: &Args) -> ExitCode {
                 // The server is gone: nobody is left to serve or report to.
                 std::process::exit(1);
             });
-    // While the server sets up: how long a unit of work takes, for the
-    // night's lower bound.
-    let unit = crate::kernel::measure_unit_quickly();
-    if watcher.is_err() || went.recv().is_err() {
+    if let Err(e) = watcher {
+        let refused = crate::limits::ThreadRefused::new(
+            Some("the customers to hear the server".into()),
+            e,
+        );
+        println!("{FAILED}{}", quoted(&refused.to_string()));
+        return ExitCode::FAILURE;
+    }
+    if went.recv().is_err() {
         return ExitCode::FAILURE;
     }
     let night = customers::visit(&workload, door, &stop, || {
         println!("{ALL_IN}");
         let _ = std::io::stdout().flush();
     });
+    // Every plate is in: how long a unit of work takes, for the night's
+    // lower bound.
+    let unit = crate::kernel::measure_unit_quickly();
     let verdict = night
-        .map_err(|e| format!("the customers could not start: {e}").into())
+        .map_err(customers_could_not_start)
         .and_then(|night| judge(&workload, &night, Some(unit)));
     let (line, code) = match verdict {
         Ok(report) => {
             let code = if report.interrupted { 130 } else { 0 };
             (format!("{REPORT}{}", report.to_json()), code)
         }
-        Err(e) => {
-            let text = serde_json::to_string(&e.to_string())
-                .unwrap_or_else(|_| "\"(unprintable)\"".into());
-            (format!("{FAILED}{text}"), 1)
-        }
+        Err(e) => (format!("{FAILED}{}", quoted(&e.to_string())), 1),
     };
     println!("{line}");
     let _ = std::io::stdout().flush();
     ExitCode::from(code)
+}
+
+/// `text` as one JSON string, for a line of the customers' news.
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"(unprintable)\"".into())
+}
+
+/// Why the customers could not walk in: a thread the OS refused is named
+/// as one, with the count; anything else as it came.
+fn customers_could_not_start(e: std::io::Error) -> BoxError {
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        crate::limits::thread_refused_for("the customers", e)
+    } else {
+        format!("the customers could not start: {e}").into()
+    }
 }
 
 /// Verifies a night and makes its report (the server's cost left empty),
@@ -973,7 +1002,6 @@ pub fn customers_main() -> ExitCode {
     let args = CustomersArgs::parse();
     customers::raise_fd_limit();
     let workload = args.workload.generate();
-    let unit = crate::kernel::measure_unit_quickly();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     on_interrupt(move || {
@@ -981,8 +1009,11 @@ pub fn customers_main() -> ExitCode {
         flag.store(true, Ordering::SeqCst);
     });
     let outcome = customers::visit(&workload, args.connect, &stop, || {})
-        .map_err(|e| format!("the customers could not start: {e}").into())
-        .and_then(|night| judge(&workload, &night, Some(unit)))
+        .map_err(customers_could_not_start)
+        .and_then(|night| {
+            let unit = crate::kernel::measure_unit_quickly();
+            judge(&workload, &night, Some(unit))
+        })
         .and_then(|mut report| {
             report.model = format!("server at {}", args.connect);
             print_report(&report, args.workload.json)?;

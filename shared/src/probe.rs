@@ -188,16 +188,19 @@ pub struct Sampler {
 impl Sampler {
     /// Starts sampling. `progress` is the order count to show progress
     /// against on stderr (only when stderr is a terminal); `None` for none.
-    /// The child process `exclude` (the customers) is left out.
-    pub fn start(progress: Option<u64>, exclude: Option<u32>) -> Sampler {
+    /// The child process `exclude` (the customers) is left out. Fails only
+    /// if the OS refuses the sampler its thread.
+    pub fn start(
+        progress: Option<u64>,
+        exclude: Option<u32>,
+    ) -> std::io::Result<Sampler> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let progress = progress.filter(|_| std::io::stderr().is_terminal());
         let handle = thread::Builder::new()
             .name("sampler".into())
-            .spawn(move || sample(&flag, progress, exclude))
-            .expect("the OS refused to start the sampler thread");
-        Sampler { stop, handle }
+            .spawn(move || sample(&flag, progress, exclude))?;
+        Ok(Sampler { stop, handle })
     }
 
     /// Stops sampling and returns what was seen.

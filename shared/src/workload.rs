@@ -552,6 +552,7 @@ impl Workload {
     /// inside the window. Never more than the orders, never fewer than
     /// `cores`. A model caps it at what the OS can bear.
     pub fn cooks_by_littles_law(&self, cores: usize) -> usize {
+        // ANCHOR: littles_law
         const WINDOW: Duration = Duration::from_millis(100);
         const HEADROOM: f64 = 1.25;
         let cores = cores.max(1);
@@ -580,6 +581,7 @@ impl Workload {
             / self.orders.len() as u32;
         let busy = (rate * held.as_secs_f64() * HEADROOM).ceil() as usize;
         busy.min(self.orders.len()).max(cores)
+        // ANCHOR_END: littles_law
     }
 
     /// When the last customer arrives.

@@ -169,8 +169,11 @@ struct Order {
     /// The ticket, rung up; it implements serde's traits and crosses as
     /// it is, the flags for tracing and the test-only fault included.
     ticket: Ticket,
-    /// The server's opening, in nanoseconds since the Unix epoch, for the
-    /// cook's timeline.
+    /// The server's opening, in nanoseconds on the machine's shared clock
+    /// (`Clock::to_wall`), to place a cook's chops on the `--trace`
+    /// timeline. Only a cook on the server's machine shares that clock: a
+    /// cook on another machine draws its chops wherever its own clock
+    /// puts them. Nothing a customer sees is timed this way.
     opening_ns: u128,
 }
 
@@ -1132,8 +1135,9 @@ impl Cook {
         // The heartbeat keeps this ticket ours while we cook it.
         *self.hand.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(id.to_owned());
-        // The server's clock, rebuilt here from the wall clock, so the
-        // timeline places this cook's chops beside the cashier's ring-ups.
+        // The server's clock, rebuilt here from the machine's shared
+        // clock, so the timeline places this cook's chops beside the
+        // cashier's ring-ups (the first install in a process wins).
         Clock::from_wall(order.opening_ns).install();
         let late = self.hooks.before_cooking(order.ticket.id())?;
         if late == hooks::Before::CookLate {

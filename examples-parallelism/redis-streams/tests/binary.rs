@@ -3,6 +3,9 @@
 //! `--listen`; and what is this model's own: the redis-server it starts and
 //! stops, `--redis URL`, and exit 2 when redis-server is not installed.
 
+// What the tests of debug builds only use.
+#![cfg_attr(not(debug_assertions), allow(unused_imports))]
+
 mod common;
 
 use std::process::Command;
@@ -29,6 +32,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
 
 /// A night starts one redis-server of its own, and it is gone when the
 /// binary exits; so are the cooks.
+// The pid files are a test hook of debug builds (`src/hooks.rs`).
+#[cfg(debug_assertions)]
 #[test]
 fn a_night_leaves_no_redis_server_and_no_cook_behind() {
     let dir = scratch("night");
@@ -46,6 +51,8 @@ fn a_night_leaves_no_redis_server_and_no_cook_behind() {
 }
 
 /// `--redis URL` uses that server and starts none.
+// The pid files are a test hook of debug builds (`src/hooks.rs`).
+#[cfg(debug_assertions)]
 #[test]
 fn redis_url_uses_that_server_and_starts_none() {
     let redis = TestRedis::start("url");

@@ -290,30 +290,29 @@ pub fn table(
     table
 }
 
-/// What the terminal table's columns mean, in lines of at most 100
-/// characters.
+/// The legend under the tables: a line on what the columns mean, a line
+/// of notes, and how the figures were taken; none wider than 100.
 pub fn legend(wide: bool, repeats: u32) -> Vec<String> {
     let mut lines = vec![
-        "eff. = lower bound ÷ makespan · wait = counter wait (door → NEXT) · \
-         latency = door → PLATE"
-            .to_owned(),
-        "threads = threads alive (sampled) · MiB = peak RSS (a process \
-         tree: summed PSS) · CPU = server's"
+        "eff. = lower bound ÷ makespan · wait: door → NEXT · latency: door \
+         → PLATE · threads alive (sampled)"
             .to_owned(),
     ];
-    let mut last = String::new();
-    if repeats > 1 {
-        let _ = write!(
-            last,
-            "medians of {repeats} interleaved rounds · ± = half the \
-             makespan's min–max range · "
-        );
-    }
-    last.push_str("† discontinued");
-    lines.push(last);
+    let mut notes = "MiB: peak RSS (a process tree: summed PSS) · CPU: the \
+                     server's · † discontinued"
+        .to_owned();
     if !wide {
-        lines.push("--wide for every column".to_owned());
+        notes.push_str(" · --wide: all columns");
     }
+    lines.push(notes);
+    lines.push(if repeats > 1 {
+        format!(
+            "medians of {repeats} interleaved rounds · ± = half the \
+             makespan's min–max range"
+        )
+    } else {
+        "one round each: --repeats 5 gives medians and their spread".to_owned()
+    });
     lines
 }
 

@@ -519,7 +519,18 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 /// The whole program of an example: parse, then serve one night of
 /// customers, serve under `--listen`, or be the customers.
 pub fn main(model: &Model) -> ExitCode {
-    let run = parse(model);
+    main_from(model, std::env::args_os())
+}
+
+/// [`main`] with `args` (the first is the program name) instead of the
+/// process's own: for an example with flags of its own, which takes them
+/// out first and hands the rest on.
+pub fn main_from<I, T>(model: &Model, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let run = parse_from(model, args);
     if run.args.customers {
         return customers_child(&run.args);
     }

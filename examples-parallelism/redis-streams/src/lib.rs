@@ -98,7 +98,7 @@ pub const MODEL: Model = Model {
             (apt-get install redis-server, brew install redis); \
             --redis URL uses yours instead, and `--cook --redis URL` \
             starts a cook that joins the kitchen from any machine.",
-    cooks: Cooks::Cores {
+    cooks: Cooks::Auto {
         what: "cook processes on this machine, each cooking one order at \
                a time",
         cap: restaurant::cli::PROCESSES_CAP,

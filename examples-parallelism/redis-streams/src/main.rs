@@ -5,14 +5,11 @@
 //! did, on any machine.
 
 use std::ffi::OsString;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use parallelism_redis_streams::{
     COOK_ARG, MODEL, PARENT_PIPE_ARG, REDIS_ARG, broker, cook_main,
 };
-
-/// Carries `--redis URL` into the restarted server (see [`restart`]).
-const URL_VARIABLE: &str = "PARALLELISM_REDIS_STREAMS_URL";
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -30,7 +27,6 @@ fn main() -> ExitCode {
     // first (it exits 2 naming a bad one, 0 after --help), so that a
     // missing redis-server is not reported in place of a typo.
     let run = restaurant::cli::parse_from(&MODEL, &rest);
-    let url = url.or_else(|| std::env::var(URL_VARIABLE).ok());
     if url.is_none() && !run.args.customers && broker::find().is_none() {
         return usage(&format!(
             "{} is not on the PATH, and no --redis URL was given: {}",
@@ -38,14 +34,10 @@ fn main() -> ExitCode {
             broker::INSTALL
         ));
     }
-    match url {
-        Some(url) if rest.len() < args.len() => restart(&rest, &url),
-        Some(url) => {
-            parallelism_redis_streams::use_redis(url);
-            restaurant::cli::main(&MODEL)
-        }
-        None => restaurant::cli::main(&MODEL),
+    if let Some(url) = url {
+        parallelism_redis_streams::use_redis(url);
     }
+    restaurant::cli::main_from(&MODEL, rest)
 }
 
 /// Takes `--redis URL` (or `--redis=URL`) out of `args`: the URL, checked
@@ -123,36 +115,4 @@ fn cook(url: Option<String>, args: &[OsString]) -> ExitCode {
 fn usage(why: &str) -> ExitCode {
     eprintln!("error: {why}\n\nFor more information, try '--help'.");
     ExitCode::from(2)
-}
-
-/// Runs this program again with `args` (the arguments without `--redis
-/// URL`) and the URL in [`URL_VARIABLE`], because the shared command line
-/// reads the process's own arguments and would refuse a flag it does not
-/// know. On Unix the program replaces itself (`exec`): same pid, same
-/// signals; elsewhere it waits for the copy and passes its status on.
-fn restart(args: &[OsString], url: &str) -> ExitCode {
-    let me = match std::env::current_exe() {
-        Ok(me) => me,
-        Err(e) => {
-            eprintln!("{}: error: cannot find this program: {e}", MODEL.name);
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut command = Command::new(me);
-    command.args(&args[1..]).env(URL_VARIABLE, url);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        let e = command.exec();
-        eprintln!("{}: error: cannot restart: {e}", MODEL.name);
-        ExitCode::FAILURE
-    }
-    #[cfg(not(unix))]
-    match command.status() {
-        Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),
-        Err(e) => {
-            eprintln!("{}: error: cannot restart: {e}", MODEL.name);
-            ExitCode::FAILURE
-        }
-    }
 }

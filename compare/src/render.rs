@@ -302,7 +302,7 @@ pub fn legend(wide: bool, repeats: u32) -> Vec<String> {
                      server's · † discontinued"
         .to_owned();
     if !wide {
-        notes.push_str(" · --wide: all columns");
+        notes.push_str(" · --wide: more");
     }
     lines.push(notes);
     lines.push(if repeats > 1 {

@@ -129,11 +129,10 @@ fn beside(
                 Outcome::Ok(r) => format!(
                     "{} | {} | {} | {} | {} | {}",
                     seconds(r.makespan_s),
-                    row.efficiency(stage)
-                        .map_or("n/a".into(), |e| format!("{:.0}%", e * 100.0)),
-                    r.counter_wait.map_or("n/a".into(), |p| seconds(p.p99)),
-                    r.order_latency.map_or("n/a".into(), |p| seconds(p.p99)),
-                    r.cpu_s.map_or("n/a".into(), seconds),
+                    render::percent(row.efficiency(stage)),
+                    render::pct(r.counter_wait, |p| p.p99),
+                    render::pct(r.order_latency, |p| p.p99),
+                    render::secs(r.cpu_s),
                     r.peak_rss_bytes.map_or("n/a".into(), mebibytes),
                 ),
                 Outcome::Dnf => "DNF | | | | |".to_owned(),
@@ -168,10 +167,8 @@ fn mapping(results: &[(Stage, Vec<Row>)], footer: &str) -> String {
                 Outcome::Ok(r) => format!(
                     "{} | {} | {}",
                     seconds(r.makespan_s),
-                    measured
-                        .efficiency(stage)
-                        .map_or("n/a".into(), |e| format!("{:.0}%", e * 100.0)),
-                    r.counter_wait.map_or("n/a".into(), |p| seconds(p.p99)),
+                    render::percent(measured.efficiency(stage)),
+                    render::pct(r.counter_wait, |p| p.p99),
                 ),
                 Outcome::Dnf => "DNF | |".to_owned(),
                 Outcome::Failed(_) => "FAILED | |".to_owned(),
@@ -734,14 +731,10 @@ pub fn staffing(
                         "{}{} | {} | {}{} | {}",
                         seconds(r.makespan_s),
                         span(row.spread.map(|s| s.makespan_s)),
-                        row.efficiency(stage).map_or(
-                            "n/a".into(),
-                            |e| format!("{:.0}%", e * 100.0)
-                        ),
-                        r.counter_wait.map_or("n/a".into(), |p| seconds(p.p99)),
+                        render::percent(row.efficiency(stage)),
+                        render::pct(r.counter_wait, |p| p.p99),
                         span(row.spread.and_then(|s| s.counter_wait_p99)),
-                        r.order_latency
-                            .map_or("n/a".into(), |p| seconds(p.p99)),
+                        render::pct(r.order_latency, |p| p.p99),
                     )
                 }
                 Outcome::Dnf => {

@@ -96,8 +96,19 @@ fn na() -> String {
     "n/a".to_owned()
 }
 
-fn pct(p: Option<Percentiles>, f: fn(Percentiles) -> f64) -> String {
+/// A figure of a set of percentiles, in seconds' best unit, or n/a.
+pub fn pct(p: Option<Percentiles>, f: fn(Percentiles) -> f64) -> String {
     p.map_or_else(na, |p| seconds(f(p)))
+}
+
+/// An efficiency as a whole percentage, or n/a.
+pub fn percent(e: Option<f64>) -> String {
+    e.map_or_else(na, |e| format!("{:.0}%", 100.0 * e))
+}
+
+/// Seconds in their best unit, or n/a.
+pub fn secs(s: Option<f64>) -> String {
+    s.map_or_else(na, seconds)
 }
 
 fn range(r: Option<Range>) -> String {
@@ -428,8 +439,7 @@ pub fn markdown(stage: &Stage, rows: &[Row], limit: Duration) -> String {
                 format!(
                     "{}{spread} | {} | {} | {} | {}",
                     seconds(r.makespan_s),
-                    row.efficiency(stage)
-                        .map_or_else(na, |e| format!("{:.0}%", 100.0 * e)),
+                    percent(row.efficiency(stage)),
                     pct(r.counter_wait, |p| p.p50),
                     pct(r.counter_wait, |p| p.p99),
                     pct(r.order_latency, |p| p.p99),

@@ -518,6 +518,7 @@ impl Workload {
         unit: Duration,
         cores: usize,
     ) -> Duration {
+        // ANCHOR: lower_bound
         let mut arrived: Vec<(Duration, &Order)> =
             self.orders.iter().map(|o| (arrival(o), o)).collect();
         arrived.sort_by_key(|(at, _)| *at);
@@ -541,6 +542,7 @@ impl Workload {
             bound = bound.max(*at + spread).max(chain);
         }
         bound
+        // ANCHOR_END: lower_bound
     }
 
     /// How many cooks keep up with this workload, by Little's law: the

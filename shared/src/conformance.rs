@@ -30,16 +30,35 @@
 //! customer turned away with `ERROR`, and everyone else served.
 //! [`check_rude`] sends a garbage line, an oversized line, a customer who
 //! hangs up and one who says nothing, then a normal night. Each waits a
-//! bounded time, so a model that hangs fails its test instead of hanging
-//! it. [`check_binary`] runs the real binary as a reader would;
-//! [`report_of`] and [`thread_names`] serve a crate's own tests.
+//! bounded time ([`time_limit`]), so a model that hangs fails its test
+//! instead of hanging it. [`check_binary`] runs the real binary as a reader
+//! would; [`report_of`] and [`thread_names`] serve a crate's own tests.
+//!
+//! A hung model cannot be stopped from outside its threads, only killed
+//! with its process. So [`check`], [`check_panic`] and [`check_rude`] run
+//! the model in a child process: the test binary again, on this one test
+//! (`--exact <name>`: libtest names the test's thread after it), told by
+//! an environment variable to run the check where it is. The child is a
+//! process group of its own and dies with the test. It says each case as
+//! it starts and then its verdict, which the test takes for its own, with
+//! the same message. When it exits, whatever it left running in its group
+//! is killed; when it says nothing new for four time limits (stopped,
+//! deadlocked), the whole group is killed and the test fails naming the
+//! case that was running. A model that hangs thus leaves no thread and no
+//! process behind, worker processes included. Where the test cannot be
+//! run again by name (the check is called from another thread, or from a
+//! harness of one's own), the check runs in the test's process, as
+//! [`Server`] and [`serve_case`] always do, and says so on stderr.
 
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::Model;
 use crate::customers::{self, Night};
@@ -57,8 +76,50 @@ pub const ORDERS: [usize; 4] = [0, 1, 7, 64];
 /// The waiting (arrivals and simmers) a case is scaled down to, at most.
 const WAITING_BUDGET: Duration = Duration::from_millis(100);
 
-/// How long one case may take before it counts as a hang.
+/// How long each wait of a case (the opening, the customers, the closing)
+/// may take before the model counts as hung, unless
+/// [`TIME_LIMIT_VAR`] says otherwise: see [`time_limit`].
 pub const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// The environment variable that replaces [`TIME_LIMIT`]: a number of
+/// seconds, such as `RESTAURANT_KIT_TIME_LIMIT=120` on a slow machine, or
+/// `1` in a test that wants a hang found quickly.
+pub const TIME_LIMIT_VAR: &str = "RESTAURANT_KIT_TIME_LIMIT";
+
+/// How long each wait of a case may take: [`TIME_LIMIT`], or the seconds
+/// in [`TIME_LIMIT_VAR`]. Panics, naming the variable, if that is not a
+/// number of seconds above zero: a limit silently ignored would make a
+/// slow machine's failures a mystery.
+pub fn time_limit() -> Duration {
+    let Some(value) = std::env::var_os(TIME_LIMIT_VAR) else {
+        return TIME_LIMIT;
+    };
+    let text = value.to_string_lossy();
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{TIME_LIMIT_VAR}={text:?}: expected a number of seconds \
+                 above zero"
+            )
+        })
+}
+
+thread_local! {
+    /// Whether a wait of the kit on this thread ran out of time: the
+    /// model hangs, its threads are still busy, and [`check`] stops
+    /// rather than pile more cases on a kitchen that is not done.
+    static HUNG: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that a wait on this thread ran out of time; returns `why`.
+fn hung(why: String) -> String {
+    HUNG.with(|h| h.set(true));
+    why
+}
 
 /// One case of the kit.
 #[derive(Clone, Debug)]
@@ -86,7 +147,7 @@ impl std::fmt::Display for Case {
 
 /// The workload `(preset, orders, seed)` divided in time so that, even
 /// served by a single cook who waits out every simmer, its waiting takes
-/// about [`WAITING_BUDGET`]. Chops are untouched.
+/// about a tenth of a second (`WAITING_BUDGET`). Chops are untouched.
 pub fn scaled_workload(preset: Preset, orders: usize, seed: u64) -> Workload {
     let full = Workload::generate(preset, orders, seed);
     let waiting = full.total_simmer() + full.last_arrival();
@@ -121,9 +182,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `model` with `cooks` and waits (at most [`TIME_LIMIT`]) until
-    /// it opens.
+    /// Starts `model` with `cooks` and waits (at most [`time_limit`])
+    /// until it opens.
     pub fn start(model: &Model, cooks: usize) -> Result<Server, String> {
+        let limit = time_limit();
         let listener = door::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
         let door = listener.local_addr().map_err(|e| e.to_string())?;
@@ -150,10 +212,10 @@ impl Server {
                 Ok(Ok(())) => {
                     return Err("serve returned without opening".into());
                 }
-                Err(_) if began.elapsed() > TIME_LIMIT => {
-                    return Err(format!(
-                        "serve did not open within {TIME_LIMIT:?}"
-                    ));
+                Err(_) if began.elapsed() > limit => {
+                    return Err(hung(format!(
+                        "serve did not open within {limit:?}"
+                    )));
                 }
                 Err(_) => {}
             }
@@ -175,8 +237,9 @@ impl Server {
     }
 
     /// Sends `workload`'s customers; the restaurant is told to close once
-    /// they are all rung up. Waits at most [`TIME_LIMIT`].
+    /// they are all rung up. Waits at most [`time_limit`].
     pub fn customers(&self, workload: &Workload) -> Result<Night, String> {
+        let limit = time_limit();
         let (done, night) = mpsc::channel();
         let (workload, door, shift) =
             (workload.clone(), self.door(), self.shift.clone());
@@ -189,24 +252,25 @@ impl Server {
                 let _ = done.send(night.map_err(|e| e.to_string()));
             })
             .map_err(|e| format!("could not start the customers: {e}"))?;
-        match night.recv_timeout(TIME_LIMIT) {
+        match night.recv_timeout(limit) {
             Ok(night) => night,
-            Err(_) => Err(format!(
-                "the customers were not all served within {TIME_LIMIT:?}: \
+            Err(_) => Err(hung(format!(
+                "the customers were not all served within {limit:?}: \
                  the model hangs"
-            )),
+            ))),
         }
     }
 
-    /// Closes the restaurant and waits (at most [`TIME_LIMIT`]) for `serve`
-    /// to return.
+    /// Closes the restaurant and waits (at most [`time_limit`]) for
+    /// `serve` to return.
     pub fn finish(self) -> Result<(), String> {
+        let limit = time_limit();
         self.shift.close();
-        match self.done.recv_timeout(TIME_LIMIT) {
+        match self.done.recv_timeout(limit) {
             Ok(outcome) => outcome,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
-                "serve did not return within {TIME_LIMIT:?} of closing time"
-            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(hung(format!(
+                "serve did not return within {limit:?} of closing time"
+            ))),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err("serve panicked instead of returning".to_owned())
             }
@@ -230,10 +294,22 @@ pub fn serve_case(
 }
 
 /// Serves and verifies every case of [`cases`]; panics with a list of the
-/// cases that failed and why.
+/// cases that failed and why. Runs in a child process, torn down if the
+/// model hangs: see [the module's documentation](self).
 pub fn check(model: &Model) {
+    isolated(model, check_here);
+}
+
+/// [`check`], in this process; `announce` hears each case as it starts.
+/// After a case that hangs it stops: the model's threads are still busy
+/// with it, and every case after would only wait out its time limit too.
+fn check_here(model: &Model, announce: &dyn Fn(&str)) {
+    let cases = cases(model);
+    let total = cases.len();
     let mut failures = Vec::new();
-    for case in cases(model) {
+    let mut stopped = String::new();
+    for (done, case) in cases.into_iter().enumerate() {
+        announce(&case.to_string());
         let verdict = serve_case(model, &case).and_then(|(night, faults)| {
             if !faults.is_empty() {
                 return Err(format!("a cook panicked: {}", faults.join("; ")));
@@ -250,10 +326,17 @@ pub fn check(model: &Model) {
         if let Err(why) = verdict {
             failures.push(format!("{case}: {why}"));
         }
+        if HUNG.with(Cell::get) {
+            stopped = format!(
+                "\n  (stopped there: the model hangs; {} case(s) not run)",
+                total - done - 1
+            );
+            break;
+        }
     }
     assert!(
         failures.is_empty(),
-        "{} failed {} case(s):\n  {}",
+        "{} failed {} case(s):\n  {}{stopped}",
         model.name,
         failures.len(),
         failures.join("\n  ")
@@ -263,8 +346,13 @@ pub fn check(model: &Model) {
 /// Makes one cook panic and expects the model, within the time limit, to
 /// report the panic naming the order, to turn that customer away with
 /// `ERROR`, and to serve every other customer. Tried with every cook count
-/// of [`check`].
+/// of [`check`]. Runs in a child process, torn down if the model hangs.
 pub fn check_panic(model: &Model) {
+    isolated(model, check_panic_here);
+}
+
+/// [`check_panic`], in this process; `announce` hears each case.
+fn check_panic_here(model: &Model, announce: &dyn Fn(&str)) {
     const FAULTY: u64 = 3;
     // A seed no other case uses: the fault is keyed by the order's start
     // value, which depends on the seed, so other tests running in this
@@ -274,6 +362,7 @@ pub fn check_panic(model: &Model) {
     for cooks in model.cooks.to_try() {
         let workload = scaled_workload(Preset::LunchRush, 7, SEED);
         let case = Case { workload, cooks };
+        announce(&format!("a panicking cook, {case}"));
         let (night, faults) = serve_case(model, &case)
             .unwrap_or_else(|e| panic!("{}: {case}: {e}", model.name));
         assert!(
@@ -313,7 +402,7 @@ fn greeted(
     let stream =
         TcpStream::connect(door).map_err(|e| format!("connect: {e}"))?;
     stream
-        .set_read_timeout(Some(TIME_LIMIT))
+        .set_read_timeout(Some(time_limit()))
         .map_err(|e| e.to_string())?;
     let mut reader =
         BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
@@ -355,21 +444,31 @@ fn refused(door: SocketAddr, line: &[u8]) -> Result<(), String> {
 /// `ERROR` and a closed connection), one who hangs up at once and one who
 /// connects and says nothing; then a normal night, which must be served in
 /// full, and closing time, which must come even with the silent customer
-/// still connected.
+/// still connected. Runs in a child process, torn down if the model hangs.
 pub fn check_rude(model: &Model) {
+    isolated(model, check_rude_here);
+}
+
+/// [`check_rude`], in this process; `announce` hears each step.
+fn check_rude_here(model: &Model, announce: &dyn Fn(&str)) {
     let name = model.name;
+    announce("rude customers: the opening");
     let server = Server::start(model, model.cooks.to_try()[0])
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let door = server.door();
+    announce("rude customers: a garbage line");
     if let Err(e) = refused(door, b"HELLO\n") {
         panic!("{name}: a garbage line: {e}");
     }
+    announce("rude customers: an oversized line");
     if let Err(e) = refused(door, &vec![b'x'; 2 * wire::MAX_LINE]) {
         panic!("{name}: an oversized line: {e}");
     }
+    announce("rude customers: one who hangs up, one who says nothing");
     drop(TcpStream::connect(door));
     let silent = TcpStream::connect(door);
     let workload = scaled_workload(Preset::LunchRush, 20, 3);
+    announce("rude customers, then a normal night");
     let night = server
         .customers(&workload)
         .unwrap_or_else(|e| panic!("{name}: after rude customers: {e}"));
@@ -377,10 +476,420 @@ pub fn check_rude(model: &Model) {
         Ok(sum) => assert_eq!(sum, workload.expected_checksum(), "{name}"),
         Err(e) => panic!("{name}: after rude customers, a normal night: {e}"),
     }
+    announce("rude customers: closing time with a silent customer connected");
     if let Err(e) = server.finish() {
         panic!("{name}: with a silent customer connected: {e}");
     }
     drop(silent);
+}
+
+/// What the kit's child process says on stdout starts with this, so that
+/// it stands out from whatever the model and libtest print there.
+const SAYS: &str = "RESTAURANT-KIT ";
+
+/// The environment variable that makes a re-run of a test the kit's
+/// child. It holds the outcomes (`p` passed, `f` failed) of the checks the
+/// test called before the one the child is to run: the child replays
+/// those at once, so the test takes the same path to that call as it did
+/// in the parent.
+const CHILD_VAR: &str = "RESTAURANT_KIT_CHILD";
+
+/// How long the kit's child may stay silent (say no new case) before the
+/// parent tears it down. A case's own waits add up to at most three or
+/// four [`time_limit`]s, so a model that hangs is normally reported by the
+/// case itself, naming what it waited for; this catches a child that
+/// cannot report at all: stopped, deadlocked, or stuck where the kit does
+/// not expect it.
+fn silence_limit() -> Duration {
+    time_limit() * 4
+}
+
+/// How long the child may take to exit once it has given its verdict.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a parent waiting on its child looks whether it has exited.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A check's body: the model, and what hears each case as it starts.
+type Body = fn(&Model, &dyn Fn(&str));
+
+thread_local! {
+    /// The outcomes of the checks the current test (libtest runs each on a
+    /// thread of its own) has called so far: `true` for passed.
+    static CALLS: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records this call's outcome when dropped: passed unless unwinding.
+struct Recorded;
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let passed = !thread::panicking();
+        CALLS.with(|calls| calls.borrow_mut().push(passed));
+    }
+}
+
+/// The name of the running test, to run it again by: libtest names a
+/// test's thread after the test, even under `--test-threads=1`. `None` on
+/// a thread that is not a test's (`main` in a harness of one's own, or a
+/// thread the test started).
+fn test_name() -> Option<String> {
+    thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map(str::to_owned)
+}
+
+/// Runs `body` on `model` in a child process: this test, run again by name
+/// with [`CHILD_VAR`] set. The child is a process group of its own and dies
+/// with this thread; whatever it leaves behind when it exits, and the
+/// whole of it if it says nothing new within [`silence_limit`], is killed
+/// with its group, so a model that hangs leaves no thread or process
+/// running. The child's panic is this one's, with the same message.
+///
+/// Where the test cannot be run again by name (its thread has none, or a
+/// re-run does not reach this call), `body` runs in this process, as the
+/// kit always did, and says so on stderr.
+fn isolated(model: &Model, body: Body) {
+    let earlier = CALLS.with(|calls| calls.borrow().clone());
+    let _recorded = Recorded;
+    if let Some(replay) = std::env::var_os(CHILD_VAR) {
+        match replay.as_encoded_bytes().get(earlier.len()) {
+            Some(b'p') => return,
+            Some(_) => panic!(
+                "{}: this check failed in the parent process; replayed",
+                model.name
+            ),
+            None => be_the_child(model, body),
+        }
+    }
+    let name = model.name;
+    let not_run = match test_name() {
+        None => "the test's thread has no name to run it again by".to_owned(),
+        Some(test) => match in_child(model, &test, &earlier) {
+            Ok(Ok(())) => return,
+            Ok(Err(message)) => panic!("{message}"),
+            Err(why) => why,
+        },
+    };
+    eprintln!(
+        "{name}: the kit runs in this process ({not_run}); a model that \
+         hangs will keep its threads until the test binary ends"
+    );
+    HUNG.with(|h| h.set(false));
+    body(model, &|_| {});
+}
+
+/// The child's side of [`isolated`]: runs `body`, saying each case as it
+/// starts, then its verdict, and exits at once, with whatever threads and
+/// processes the model still has. It never returns to the test.
+fn be_the_child(model: &Model, body: Body) -> ! {
+    let say = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{SAYS}{line}");
+        let _ = out.flush();
+    };
+    say("BEGIN");
+    HUNG.with(|h| h.set(false));
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            body(model, &|case| say(&format!("CASE {case}")));
+        }));
+    if HUNG.with(Cell::get) {
+        say("HUNG");
+    }
+    match outcome {
+        Ok(()) => say("PASS"),
+        Err(payload) => {
+            let message = crate::panic_message(&*payload);
+            // One line, whatever the message holds.
+            let line = serde_json::to_string(&message)
+                .unwrap_or_else(|_| format!("{message:?}"));
+            say(&format!("FAIL {line}"));
+        }
+    }
+    std::process::exit(0)
+}
+
+/// The parent's side of [`isolated`]: the child's verdict (`Ok(Err)` is a
+/// failure, with its message), or why the child did not run the check
+/// (`Err`: then the kit runs it in this process).
+fn in_child(
+    model: &Model,
+    test: &str,
+    earlier: &[bool],
+) -> Result<Result<(), String>, String> {
+    let name = model.name;
+    let replay: String =
+        earlier.iter().map(|&p| if p { 'p' } else { 'f' }).collect();
+    let mut child = Rerun::spawn(test, true, |command| {
+        command.env(CHILD_VAR, &replay).stdin(Stdio::null());
+    })
+    .map_err(|e| format!("cannot run the test again: {e}"))?;
+    let limit = silence_limit();
+    let mut began = false;
+    let mut hung = false;
+    let mut running = "the test's start, before the check".to_owned();
+    let mut deadline = Instant::now() + limit;
+    let verdict = loop {
+        let line = match child.next(deadline, true) {
+            Next::Said(line) => line,
+            Next::Ended | Next::Silent => break None,
+        };
+        deadline = Instant::now() + limit;
+        if line == "BEGIN" {
+            began = true;
+            running = "the check's start".to_owned();
+        } else if let Some(case) = line.strip_prefix("CASE ") {
+            running = case.to_owned();
+        } else if line == "HUNG" {
+            hung = true;
+        } else if line == "PASS" {
+            break Some(Ok(()));
+        } else if let Some(message) = line.strip_prefix("FAIL ") {
+            let message = serde_json::from_str::<String>(message)
+                .unwrap_or_else(|_| message.to_owned());
+            break Some(Err(message));
+        }
+    };
+    let silent = verdict.is_none() && !child.has_exited();
+    let status = child.end(Instant::now() + EXIT_GRACE);
+    let torn_down = "its process was torn down: killed with its whole \
+                     process group, the model's threads and every process \
+                     it started";
+    match verdict {
+        Some(Ok(())) => Ok(Ok(())),
+        Some(Err(message)) if hung => {
+            Ok(Err(format!("{message}\n{name}: {torn_down}")))
+        }
+        Some(Err(message)) => Ok(Err(message)),
+        None if silent => Ok(Err(format!(
+            "{name}: nothing new from the check for {limit:?}, during \
+             {running}: the model hangs where the kit cannot see it; \
+             {torn_down}; its last words on stderr:\n    {}",
+            child.stderr_tail(12)
+        ))),
+        None if !began => Err(format!(
+            "run again as `{test}`, the test did not reach the check \
+             ({})",
+            status.map_or("killed".to_owned(), |s| s.to_string())
+        )),
+        None => Ok(Err(format!(
+            "{name}: the check's process ended ({}) during {running} \
+             without a verdict; {torn_down}; its last words on stderr:\n    \
+             {}",
+            status.map_or("killed".to_owned(), |s| s.to_string()),
+            child.stderr_tail(12)
+        ))),
+    }
+}
+
+/// What a [`Rerun`] child said next.
+enum Next {
+    /// A line the kit's protocol carries, with [`SAYS`] cut off.
+    Said(String),
+    /// Nothing by the deadline.
+    Silent,
+    /// The child has exited (or closed its stdout) and said it all.
+    Ended,
+}
+
+/// The running test, run again by name in a child process: how
+/// [`isolated`] and [`check_thread_limit`] keep a model they may have to
+/// kill out of the test binary. The child is a process group of its own
+/// (on Unix), so killing the group takes every process the model started
+/// too; and it dies with the thread that started it.
+struct Rerun {
+    child: Child,
+    /// Its exit status, once it has exited and been reaped.
+    status: Option<ExitStatus>,
+    /// When it was seen to have exited.
+    exited_at: Option<Instant>,
+    /// Its stdout, line by line.
+    said: mpsc::Receiver<String>,
+    /// The last lines of its stderr.
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Disconnected once the whole of its stderr is read.
+    stderr_read: mpsc::Receiver<()>,
+}
+
+/// How many lines of a child's stderr [`Rerun`] keeps.
+const STDERR_KEPT: usize = 40;
+
+/// How long [`Rerun::next`] keeps reading after the child exited: its
+/// words are already in the pipe.
+const DRAIN: Duration = Duration::from_secs(1);
+
+impl Rerun {
+    /// Runs the current test binary on `test` alone, `--nocapture`, with
+    /// stdout and stderr piped; `configure` adds the rest. With `relay`,
+    /// the child's stderr goes on to this test's, line by line.
+    fn spawn(
+        test: &str,
+        relay: bool,
+        configure: impl FnOnce(&mut Command),
+    ) -> std::io::Result<Rerun> {
+        let exe = std::env::current_exe()?;
+        let mut command = Command::new(exe);
+        command
+            .args(["--exact", test, "--test-threads=1", "--nocapture"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        crate::child::die_with_parent(&mut command);
+        configure(&mut command);
+        let mut child = command.spawn()?;
+        let (tell, said) = mpsc::channel();
+        if let Some(stdout) = child.stdout.take() {
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok)
+                {
+                    if tell.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let (read, stderr_read) = mpsc::channel::<()>();
+        if let Some(pipe) = child.stderr.take() {
+            let kept = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let _read = read;
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if relay {
+                        eprintln!("{line}");
+                    }
+                    let mut kept =
+                        kept.lock().unwrap_or_else(PoisonError::into_inner);
+                    if kept.len() == STDERR_KEPT {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line);
+                }
+            });
+        }
+        Ok(Rerun {
+            child,
+            status: None,
+            exited_at: None,
+            said,
+            stderr,
+            stderr_read,
+        })
+    }
+
+    /// The next line of the kit's protocol the child says, by `deadline`.
+    /// Other lines are printed here with `relay` (but for libtest's own
+    /// preamble), dropped without.
+    fn next(&mut self, deadline: Instant, relay: bool) -> Next {
+        loop {
+            let now = Instant::now();
+            let until = match self.exited_at {
+                Some(exited) => deadline.min(exited + DRAIN),
+                None => deadline,
+            };
+            if now >= until {
+                return if self.exited_at.is_some() {
+                    Next::Ended
+                } else {
+                    Next::Silent
+                };
+            }
+            match self.said.recv_timeout((until - now).min(POLL)) {
+                // libtest may have begun the line ("test name ... ").
+                Ok(line) => match line.split_once(SAYS) {
+                    Some((_, kit)) => return Next::Said(kit.to_owned()),
+                    None if relay
+                        && !line.is_empty()
+                        && !line.starts_with("running 1 test") =>
+                    {
+                        println!("{line}");
+                    }
+                    None => {}
+                },
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Next::Ended;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.has_exited();
+                }
+            }
+        }
+    }
+
+    /// Whether the child has exited. The first time it is seen to have,
+    /// whatever is left of its process group is killed: a model's process
+    /// that outlived it would hold its pipes open, and run on.
+    fn has_exited(&mut self) -> bool {
+        if self.status.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.status = Some(status);
+            self.exited_at = Some(Instant::now());
+            self.kill_group();
+        }
+        self.status.is_some()
+    }
+
+    /// Waits until the child exits, at most until `deadline`, then kills
+    /// its whole process group. Its exit status; `None` if it had to be
+    /// killed.
+    fn end(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        while !self.has_exited() {
+            if Instant::now() >= deadline {
+                self.kill_group();
+                let _ = self.child.wait();
+                return None;
+            }
+            thread::sleep(POLL);
+        }
+        self.status
+    }
+
+    /// SIGKILL to the child's process group (Unix), or to the child.
+    /// Before the child is reaped the group holds its id; after, the group
+    /// lives on only if some of it did, and the kernel does not hand out
+    /// an id a live group holds.
+    fn kill_group(&mut self) {
+        #[cfg(unix)]
+        {
+            use nix::sys::signal::{Signal, killpg};
+            let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        #[cfg(not(unix))]
+        if self.status.is_none() {
+            let _ = self.child.kill();
+        }
+    }
+
+    /// The last `lines` lines of the child's stderr, indented to follow a
+    /// message. Once the child has exited, waits (briefly) for the rest of
+    /// its stderr first.
+    fn stderr_tail(&self, lines: usize) -> String {
+        if self.status.is_some() {
+            let _ = self.stderr_read.recv_timeout(DRAIN);
+        }
+        let kept = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        let skip = kept.len().saturating_sub(lines);
+        kept.iter()
+            .skip(skip)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    }
+}
+
+impl Drop for Rerun {
+    /// A parent that gives up (panics) midway leaves nothing running.
+    fn drop(&mut self) {
+        if !self.has_exited() {
+            self.kill_group();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Runs `path args…`: its exit code, stdout and stderr.
@@ -698,69 +1207,38 @@ fn thread_limit_run(
     cooks: usize,
 ) -> Result<Option<String>, String> {
     use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    use std::time::Instant;
 
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // A user id nobody has: the child's tasks are the only ones it counts.
     let uid = 2_000_000_000 + std::process::id();
     let began = Instant::now();
-    let spawned = Command::new(&exe)
-        .args(["--exact", test, "--test-threads=1", "--nocapture"])
-        .env(THREAD_LIMIT_CHILD, format!("{spare}:{cooks}"))
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
+    let spawned = Rerun::spawn(test, false, |command| {
+        command
+            .env(THREAD_LIMIT_CHILD, format!("{spare}:{cooks}"))
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::piped());
+    });
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             println!(
-                "{}: thread-limit check skipped: user {uid} may not run {}: \
-                 {e}",
+                "{}: thread-limit check skipped: user {uid} may not run the \
+                 test binary: {e}",
                 model.name,
-                exe.display()
             );
             return Ok(None);
         }
-        Err(e) => return Err(format!("cannot run {}: {e}", exe.display())),
+        Err(e) => return Err(format!("cannot run the test binary: {e}")),
     };
-    let mut stdin = child.stdin.take();
-    let (said, heard) = mpsc::channel::<String>();
-    if let Some(stdout) = child.stdout.take() {
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if said.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    let stderr = child.stderr.take().map(|stderr| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut text);
-            text
-        })
-    });
+    let mut stdin = child.child.stdin.take();
     let deadline = began + REFUSAL_LIMIT;
-    let next = |heard: &mpsc::Receiver<String>| -> Option<String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = heard.recv_timeout(left).ok()?;
-            // libtest may have begun the line ("test name ... ").
-            if let Some((_, kit)) = line.split_once("KIT ") {
-                return Some(kit.to_owned());
-            }
-        }
-    };
     let mut outcome = None;
     let mut night = None;
     let mut door = None;
     while outcome.is_none() {
-        let Some(line) = next(&heard) else { break };
+        let Next::Said(line) = child.next(deadline, false) else {
+            break;
+        };
         if let Some(addr) = line.strip_prefix("DOOR ") {
             door = addr.parse::<SocketAddr>().ok();
         } else if line == "OPEN" {
@@ -789,29 +1267,9 @@ fn thread_limit_run(
     drop(stdin);
     // The child exits once it has said how `serve` ended; one that has
     // not by the deadline hangs, and is killed with every thread it has.
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = child.end(deadline);
     let took = began.elapsed();
-    let stderr = stderr
-        .and_then(|t| t.join().ok())
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n    ");
+    let stderr = child.stderr_tail(12);
     let Some(status) = status else {
         return Err(format!(
             "did not end within {REFUSAL_LIMIT:?} (killed); it said {outcome:?}; \
@@ -859,14 +1317,15 @@ fn thread_limit_run(
 }
 
 /// The child of [`check_thread_limit`]: limits its threads, serves, says
-/// how `serve` ended on stdout (`KIT …` lines), and exits.
+/// how `serve` ended on stdout (lines that start with [`SAYS`]), and
+/// exits.
 #[cfg(target_os = "linux")]
 fn thread_limit_child(model: &Model, spec: &str) -> ! {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
     let say = |line: &str| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "KIT {line}");
+        let _ = writeln!(out, "{SAYS}{line}");
         let _ = out.flush();
     };
     let mut parts = spec.split(':').map(|p| p.parse::<usize>().ok());

@@ -174,3 +174,48 @@ fn the_kit_covers_every_preset_seed_size_and_cook_count() {
     let one = conformance::cases(&model(loses_an_order));
     assert_eq!(one.len(), Preset::ALL.len() * 2 * 4);
 }
+
+/// Serves like the reference model, but only in a child process of the
+/// test binary, as the kit promises: in the test's own process it fails.
+#[cfg(target_os = "linux")]
+fn only_in_a_child(l: TcpListener, c: usize, s: Shift) -> Result<(), BoxError> {
+    let parent = std::os::unix::process::parent_id();
+    let parent = std::fs::read_link(format!("/proc/{parent}/exe"))?;
+    if parent != std::env::current_exe()? {
+        return Err("serve ran in the test's own process".into());
+    }
+    (restaurant::SEQUENTIAL.serve)(l, c, s)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_kit_runs_the_model_in_a_child_process() {
+    conformance::check_rude(&model(only_in_a_child));
+}
+
+/// The child that runs a test's second check replays the first one's
+/// outcome, so the test takes the same path to it as it did here; were it
+/// to take another, it would not reach the check, the kit would run it in
+/// this process, and the model would refuse.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_test_may_call_the_kit_again_after_a_failed_check() {
+    assert!(fails(|| conformance::check_rude(&model(ignores_garbage))));
+    conformance::check_rude(&model(only_in_a_child));
+}
+
+/// On a thread that is not the test's, the kit cannot run the test again
+/// by name: it runs the check in this process, and still checks.
+#[cfg(target_os = "linux")]
+#[test]
+fn elsewhere_than_on_the_test_thread_the_kit_runs_in_this_process() {
+    let outcomes = std::thread::spawn(|| {
+        let here = fails(|| conformance::check_rude(&model(only_in_a_child)));
+        let served =
+            !fails(|| conformance::check_rude(&restaurant::SEQUENTIAL));
+        (here, served)
+    })
+    .join()
+    .expect("the thread returns");
+    assert_eq!(outcomes, (true, true), "(in this process, served)");
+}

@@ -694,7 +694,7 @@ pub fn staffing(
     for (stage, rows) in results {
         let _ = write!(
             md,
-            "\n**{}**\n\n| staff | waiters | cooks | makespan (min–max) | \
+            "\n**{}**\n\n| model | waiters | cooks | makespan (min–max) | \
              efficiency | counter wait p99 (min–max) | latency p99 |\n\
              |---|---:|---:|---:|---:|---:|---:|\n",
             stage.headline()

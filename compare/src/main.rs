@@ -367,10 +367,14 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
         eprintln!("drew the sweep's charts in {}", charts.display());
     } else if cli.write_book {
         book::write(&dir, &results, &examples, limit, cli)?;
-        extras_good = timelines(&workspace, &examples, &dir, limit)
-            && backlog(&workspace, &examples, &dir, limit)?
-            && book_sweeps(&setup, cli, unit, cores, &examples, &dir)?
-            && staffing(&setup, cli, unit, cores, &examples, &dir)?;
+        // Every part runs, whatever became of the one before.
+        let parts = [
+            timelines(&workspace, &examples, &dir, limit),
+            backlog(&workspace, &examples, &dir, limit)?,
+            book_sweeps(&setup, cli, unit, cores, &examples, &dir)?,
+            staffing(&setup, cli, unit, cores, &examples, &dir)?,
+        ];
+        extras_good = parts.iter().all(|good| *good);
         eprintln!("wrote {}", dir.display());
     }
     Ok(if all_good && extras_good {

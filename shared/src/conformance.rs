@@ -723,7 +723,8 @@ const DRAIN: Duration = Duration::from_secs(1);
 impl Rerun {
     /// Runs the current test binary on `test` alone, `--nocapture`, with
     /// stdout and stderr piped; `configure` adds the rest. With `relay`,
-    /// the child's stderr goes on to this test's, line by line.
+    /// the child's stderr goes on to this test's, line by line. An
+    /// `#[ignore]`d test, run here with `--ignored`, is run there too.
     fn spawn(
         test: &str,
         relay: bool,
@@ -732,7 +733,8 @@ impl Rerun {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(exe);
         command
-            .args(["--exact", test, "--test-threads=1", "--nocapture"])
+            .args(["--exact", test, "--include-ignored"])
+            .args(["--test-threads=1", "--nocapture"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         #[cfg(unix)]

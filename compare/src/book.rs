@@ -618,12 +618,13 @@ fn sweep_chart(
         let mut chart = ChartBuilder::on(area)
             .caption(panel.title, ("sans-serif", 14))
             .margin(10)
-            .x_label_area_size(28)
+            .x_label_area_size(40)
             .y_label_area_size(48)
             .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
             .map_err(|e| drawing(path, &e))?;
         chart
             .configure_mesh()
+            .max_light_lines(1)
             .x_desc("cooks")
             .x_labels(((x_hi - x_lo) as usize + 2).min(14))
             .x_label_formatter(&x_label)

@@ -89,7 +89,7 @@ fn a_refused_worker_or_thread_is_named_and_counted() {
             {
                 // Ours: named, counted, and exit 1.
                 assert_eq!(code, Some(1), "nproc {nproc}: {stderr}");
-                assert!(why.contains(" alive): "), "nproc {nproc}: {line}");
+                assert!(why.contains(" alive)"), "nproc {nproc}: {line}");
                 refusals.push(why.to_owned());
             }
         }

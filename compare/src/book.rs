@@ -55,12 +55,7 @@ pub fn write(
             }
         }
         md.push('\n');
-        for line in render::verdict(rows) {
-            let _ = writeln!(md, "{}", line.trim_start().replace("  ", " "));
-            if line.starts_with("verdict") {
-                md.push('\n');
-            }
-        }
+        md.push_str(&verdict(rows));
         let _ = writeln!(md, "\n{footer}");
         fs::write(dir.join(format!("{name}.md")), md)?;
 
@@ -183,6 +178,24 @@ fn mapping(results: &[(Stage, Vec<Row>)], footer: &str) -> String {
         );
     }
     let _ = writeln!(md, "\n{footer}");
+    md
+}
+
+/// The verdict under a table, as markdown: its head in bold, a bullet
+/// per leader.
+fn verdict(rows: &[Row]) -> String {
+    let mut md = String::new();
+    for line in render::verdict(rows) {
+        match line.strip_prefix("verdict") {
+            Some(rest) => {
+                let rest = rest.trim_end_matches(':');
+                let _ = writeln!(md, "**Verdict**{rest}:\n");
+            }
+            None => {
+                let _ = writeln!(md, "- {}", line.trim_start());
+            }
+        }
+    }
     md
 }
 
@@ -747,12 +760,7 @@ pub fn staffing(
             let _ = writeln!(md, "| {who} | {waiters} | {cooks} | {figures} |");
         }
         md.push('\n');
-        for line in render::verdict(rows) {
-            let _ = writeln!(md, "{}", line.trim_start());
-            if line.starts_with("verdict") {
-                md.push('\n');
-            }
-        }
+        md.push_str(&verdict(rows));
     }
     let _ = writeln!(
         md,

@@ -95,6 +95,9 @@ pub struct Row {
     pub repeats: u32,
     /// `None` unless every round was verified.
     pub spread: Option<Spread>,
+    /// For a run with no report (DNF, failed): the cooks it was given,
+    /// as the example resolves its command line.
+    pub cooks_given: Option<u64>,
 }
 
 impl Row {
@@ -111,11 +114,11 @@ impl Row {
         })
     }
 
-    /// The cooks it ran with, as its report says.
+    /// The cooks it ran with, as its report says, or as it was given.
     pub fn cooks(&self) -> Option<u64> {
         match &self.outcome {
             Outcome::Ok(report) => Some(report.cooks),
-            _ => None,
+            _ => self.cooks_given,
         }
     }
 }
@@ -212,7 +215,13 @@ pub fn measure(
             .filter(|((_, ok), done)| {
                 !interrupted || done.is_some() || !ok.is_empty()
             })
-            .map(|((job, ok), done)| row(job, ok, done))
+            .map(|((job, ok), done)| {
+                let mut row = row(job, ok, done);
+                if matches!(row.outcome, Outcome::Dnf | Outcome::Failed(_)) {
+                    row.cooks_given = cooks_given(setup, stage, job);
+                }
+                row
+            })
             .collect();
         if !rows.is_empty() {
             results.push((stage.clone(), rows));
@@ -222,6 +231,24 @@ pub fn measure(
         }
     }
     results
+}
+
+/// The cooks `job` is given on `stage`, asked of the example itself
+/// (`--print-cooks` resolves `auto` and the defaults without serving).
+fn cooks_given(setup: &Setup, stage: &Stage, job: &Job) -> Option<u64> {
+    let output = std::process::Command::new(setup.workspace.binary(&job.example))
+        .args(workload_args(stage))
+        .args(&job.args)
+        .args(setup.extra)
+        .arg("--print-cooks")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
 }
 
 /// ` --cooks 4` for a job's arguments, for progress messages.
@@ -282,6 +309,7 @@ fn row(job: &Job, verified: Vec<Outcome>, done: Option<Outcome>) -> Row {
         outcome,
         repeats,
         spread,
+        cooks_given: None,
     }
 }
 

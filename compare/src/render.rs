@@ -512,6 +512,7 @@ mod tests {
             outcome,
             repeats: 5,
             spread: None,
+            cooks_given: None,
         }
     }
 

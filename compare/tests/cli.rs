@@ -137,6 +137,9 @@ fn a_run_past_its_limit_is_dnf_and_not_an_error() {
     let runs = runs(&out);
     assert_eq!(runs[0]["status"], "ok");
     assert_eq!(runs[1]["status"], "dnf");
+    // A run with no report still says what it ran with.
+    assert_eq!(runs[1]["cooks"], 1, "{:?}", runs[1]);
+    assert_eq!(runs[1]["repeats"], 1);
 }
 
 #[test]

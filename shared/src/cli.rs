@@ -328,6 +328,11 @@ pub struct Args {
     #[arg(long, value_name = "ID", hide = true)]
     pub fault_order: Option<u64>,
 
+    /// For tools: print the number of cooks this command line would serve
+    /// with (`auto` resolved for the workload) and exit
+    #[arg(long, hide = true)]
+    pub print_cooks: bool,
+
     /// Internal: run as the customers of a normal run
     #[arg(long, hide = true, requires = "connect")]
     pub customers: bool,
@@ -478,6 +483,10 @@ where
                 ),
             )
             .exit();
+    }
+    if args.print_cooks {
+        println!("{cooks}");
+        std::process::exit(0);
     }
     Run {
         args,

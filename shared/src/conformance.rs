@@ -1021,10 +1021,28 @@ pub fn check_binary(path: &str) {
             .to_string();
         assert_eq!(report.checksum, expected, "{path} {args:?}");
         assert_eq!(report.served, report.orders, "{path} {args:?}");
+        // The report says how many cooks served, and they are the ones
+        // the command line resolves to (`auto` included).
+        let (code, stdout, stderr) =
+            run(&[&args[..], &["--print-cooks"]].concat());
+        assert_eq!(code, Some(0), "{path} {args:?} --print-cooks: {stderr}");
+        assert_eq!(
+            stdout.trim().parse::<u64>().ok(),
+            Some(report.cooks),
+            "{path} {args:?}: --print-cooks said {stdout:?}"
+        );
     }
+    let (code, stdout, stderr) = run(&["--cooks", "auto", "--print-cooks"]);
+    assert_eq!(code, Some(0), "{path} --cooks auto: {stderr}");
+    assert!(
+        stdout.trim().parse::<u64>().is_ok_and(|k| k >= 1),
+        "{path} --cooks auto resolved to {stdout:?}"
+    );
 
     for (args, named) in [
         (&["--cooks", "0"][..], "--cooks"),
+        (&["--cooks", "100000000"], "--cooks"),
+        (&["--cooks", "many"], "--cooks"),
         (&["--orders", "-1"], "--orders"),
         (&["--orders", "1000001"], "--orders"),
         (&["--preset", "brunch"], "--preset"),

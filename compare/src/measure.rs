@@ -236,15 +236,16 @@ pub fn measure(
 /// The cooks `job` is given on `stage`, asked of the example itself
 /// (`--print-cooks` resolves `auto` and the defaults without serving).
 fn cooks_given(setup: &Setup, stage: &Stage, job: &Job) -> Option<u64> {
-    let output = std::process::Command::new(setup.workspace.binary(&job.example))
-        .args(workload_args(stage))
-        .args(&job.args)
-        .args(setup.extra)
-        .arg("--print-cooks")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let output =
+        std::process::Command::new(setup.workspace.binary(&job.example))
+            .args(workload_args(stage))
+            .args(&job.args)
+            .args(setup.extra)
+            .arg("--print-cooks")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
     if !output.status.success() {
         return None;
     }

@@ -212,3 +212,51 @@ fn crates_of(metadata: &Metadata, package: &Package) -> Vec<String> {
     }
     crates
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needing(programs: &[&str]) -> Example {
+        Example {
+            model: "m".to_owned(),
+            package: "m".to_owned(),
+            bin: "m".to_owned(),
+            group: "parallelism".to_owned(),
+            crates: Vec::new(),
+            requires: programs.iter().map(|p| (*p).to_owned()).collect(),
+            discontinued: None,
+        }
+    }
+
+    #[test]
+    fn a_model_is_skipped_only_for_a_program_missing_from_the_path() {
+        assert_eq!(needing(&[]).missing(), None);
+        // cargo is on the PATH wherever these tests run.
+        assert_eq!(needing(&["cargo"]).missing(), None);
+        let why = needing(&["cargo", "surely-no-such-program-here"])
+            .missing()
+            .expect("a missing program is named");
+        assert!(why.contains("surely-no-such-program-here"), "{why}");
+        assert!(!why.contains("cargo,"), "{why}");
+    }
+
+    #[test]
+    fn the_workspace_declares_what_redis_streams_needs() {
+        let manifest =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let workspace = workspace(&manifest).expect("cargo metadata works");
+        let redis = workspace
+            .examples
+            .iter()
+            .find(|e| e.model == "parallelism-redis-streams")
+            .expect("the redis-streams model is found");
+        assert_eq!(redis.requires, ["redis-server"]);
+        let async_std = workspace
+            .examples
+            .iter()
+            .find(|e| e.model == "concurrency-async-std")
+            .expect("the async-std model is found");
+        assert!(async_std.discontinued.is_some());
+    }
+}

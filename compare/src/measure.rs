@@ -285,7 +285,9 @@ fn row(job: &Job, verified: Vec<Outcome>, done: Option<Outcome>) -> Row {
             _ => None,
         })
         .collect();
-    let repeats = reports.len() as u32 + u32::from(done.is_some());
+    // A DNF or a failure was a round; a skip was none.
+    let ran = matches!(done, Some(Outcome::Dnf | Outcome::Failed(_)));
+    let repeats = reports.len() as u32 + u32::from(ran);
     let (outcome, spread) = match done {
         Some(ended) => (ended, None),
         None => match median(&reports) {

@@ -353,3 +353,45 @@ fn ctrl_c_kills_the_running_example_and_prints_what_was_measured() {
         "what was measured is printed: {text}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_model_whose_program_is_missing_is_skipped_not_failed() {
+    built();
+    // A PATH with cargo and rustc on it (cargo metadata needs both) but
+    // no redis-server.
+    let empty = std::env::temp_dir()
+        .join(format!("compare-empty-path-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in ["cargo", "rustc"] {
+        let found = std::env::split_paths(&path)
+            .map(|dir| dir.join(tool))
+            .find(|file| file.is_file())
+            .unwrap_or_else(|| panic!("{tool} is not on the PATH"));
+        std::os::unix::fs::symlink(found, empty.join(tool)).unwrap();
+    }
+    let out = Command::cargo_bin("compare")
+        .unwrap()
+        .args([
+            "--no-build",
+            "--models",
+            "sequential,parallelism-redis-streams",
+        ])
+        .args(["--quick", "--preset", "banquet", "--json"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&empty);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let runs = runs(&out);
+    let redis = runs
+        .iter()
+        .find(|r| r["model"] == "parallelism-redis-streams")
+        .unwrap();
+    assert_eq!(redis["status"], "skipped", "{redis:?}");
+    let message = redis["message"].as_str().unwrap();
+    assert!(message.contains("redis-server"), "{message}");
+    assert_eq!(redis["repeats"], 0);
+}

@@ -496,15 +496,23 @@ fn staffing(
         .all(|r| !matches!(r.outcome, Outcome::Failed(_))))
 }
 
-/// The timelines the book shows: `(model, preset, orders, time scale)`.
+/// The timelines the book shows: `(model, preset, orders, time scale,
+/// extra arguments)`.
 /// Small enough for every one of them to finish.
-const TIMELINES: [(&str, Preset, usize, f64); 4] = [
+const TIMELINES: [(&str, Preset, usize, f64, &[&str]); 4] = [
     // The blocking lesson: the cashier stalls behind a cake, or does not.
-    ("blocking-blocked", Preset::BigOrder, 200, 1.0),
-    ("blocking-spawn-blocking", Preset::BigOrder, 200, 1.0),
-    // Waiting: threads sit blocked, tasks free their thread.
-    ("parallelism-thread-pool", Preset::Takeout, 100, 10.0),
-    ("concurrency-tokio", Preset::Takeout, 100, 10.0),
+    ("blocking-blocked", Preset::BigOrder, 200, 1.0, &[]),
+    ("blocking-spawn-blocking", Preset::BigOrder, 200, 1.0, &[]),
+    // Waiting: threads sit blocked, tasks free their thread. Two threads
+    // each, so that the lanes compare one for one.
+    (
+        "parallelism-thread-pool",
+        Preset::Takeout,
+        100,
+        10.0,
+        &["--cooks", "2"],
+    ),
+    ("concurrency-tokio", Preset::Takeout, 100, 10.0, &[]),
 ];
 
 /// Draws the book's timelines into `dir` as
@@ -516,7 +524,7 @@ fn timelines(
     limit: Duration,
 ) -> bool {
     let mut good = true;
-    for (model, preset, orders, scale) in TIMELINES {
+    for (model, preset, orders, scale, extra) in TIMELINES {
         let Some(example) = examples.iter().find(|e| e.model == model) else {
             eprintln!(
                 "no timeline for {model}: it is not among the models run"
@@ -536,7 +544,9 @@ fn timelines(
             &file.to_string_lossy(),
         ]
         .map(str::to_owned)
-        .to_vec();
+        .into_iter()
+        .chain(extra.iter().map(|a| (*a).to_owned()))
+        .collect();
         match run::run(&workspace.binary(example), &args, limit) {
             Outcome::Ok(_) => {}
             Outcome::Dnf => {

@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Node's `child_process`, in Rust. Before opening, the server starts
-//! `--cooks` copies of its own binary (default: one per core) in a *worker*
+//! `--cooks` copies of its own binary (default: `auto`, Little's law for
+//! the workload, at most 512) in a *worker*
 //! role: separate processes, one thread each. The parent keeps the front
 //! of the restaurant. Its cashier accepts customers and attends them one at
 //! a time: greets, reads the order, rings it up, and passes the ticket with

@@ -5,12 +5,13 @@
 //! ```
 //!
 //! [rayon] is Rust's data-parallelism library: hand it work and it spreads
-//! the work over a pool of threads, one per core, that steal from each
-//! other's queues. Here one cashier, the calling thread, accepts customers
-//! and attends them one at a time: it greets, reads the order and rings it
-//! up, then spawns the ticket, with the customer's connection, as a rayon
-//! *job* in a FIFO scope on a pool of `--cooks` threads (default: one per
-//! core). Whichever worker is free cooks it and writes the plate. At
+//! the work over a pool of threads, by default one per core, that steal
+//! from each other's queues. Here one cashier, the calling thread, accepts
+//! customers and attends them one at a time: it greets, reads the order
+//! and rings it up, then spawns the ticket, with the customer's
+//! connection, as a rayon *job* in a FIFO scope on a pool of `--cooks`
+//! threads (default: `auto`, Little's law for the workload, at most 256).
+//! Whichever worker is free cooks it and writes the plate. At
 //! closing, the scope does not return before every job spawned in it has
 //! finished, and the pool's threads are joined.
 //!

@@ -440,10 +440,21 @@ where
             ),
         ),
         (_, Some(CooksArg::Count(k))) => k,
+        // The customers' process serves no one: it needs no kitchen.
+        _ if args.customers => 1,
+        // Sizing by Little's law generates the workload; nothing else
+        // needs it here.
         (policy, Some(CooksArg::Auto)) => {
             policy.auto_for(&args.workload.generate())
         }
-        (policy, None) => policy.default_for(&args.workload.generate()),
+        (policy @ Cooks::Auto { .. }, None) => {
+            policy.default_for(&args.workload.generate())
+        }
+        (policy, None) => policy.default_for(&Workload::generate(
+            args.workload.preset,
+            0,
+            args.workload.seed,
+        )),
     };
     let waiters = match (model.waiters, args.waiters) {
         (None, Some(_)) => refuse(
@@ -543,6 +554,9 @@ where
     if run.args.customers {
         return customers_child(&run.args);
     }
+    // The peak memory measured is the run's, not the parsing's (sizing
+    // the kitchen by Little's law generated the workload once).
+    probe::reset_peak_rss();
     customers::raise_fd_limit();
     if run.args.trace.is_some() {
         crate::trace::enable();

@@ -75,6 +75,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     peak_rss_of("self")
 }
 
+/// Starts [`peak_rss_bytes`] afresh from the resident set of now (Linux
+/// 4.0 and later: writing 5 to /proc/self/clear_refs resets `VmHWM`), so
+/// that what the process held before the run is not counted as the run's.
+/// Does nothing elsewhere, or where the kernel refuses.
+pub fn reset_peak_rss() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+}
+
 /// `VmHWM` of process `pid` ("self" for this one), in bytes.
 fn peak_rss_of(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -48,9 +48,10 @@ pub type Serve = fn(TcpListener, usize, Shift) -> Result<(), BoxError>;
 pub const EXECUTOR_CAP: usize = 1024;
 
 /// The cap for pools whose threads block while they simmer: 10,000
-/// threads (about 80 KiB of touched stack each here; Linux's default
-/// `threads-max` is in the hundreds of thousands). `takeout`'s burst needs
-/// 5,000.
+/// threads. A sleeping thread touches little of its stack (on `takeout`,
+/// 5,000 of them held about what tokio's two workers held for the same
+/// connections), and Linux's default `threads-max` is far above it.
+/// `takeout`'s burst needs 5,000.
 pub const THREADS_CAP: usize = 10_000;
 
 /// The cap for worker processes: each is a whole process (an address
@@ -133,15 +134,12 @@ impl Cooks {
         }
     }
 
-    /// `auto` for this model on `workload`: Little's law, capped; for a
-    /// model that defaults to the cores, the cores.
+    /// `--cooks auto` for this model on `workload`: its own sizing rule,
+    /// which is also its default. Little's law for a pool whose cooks wait;
+    /// the cores for an executor, whose tasks hold no thread while they
+    /// wait, and for a pool that only chops.
     pub fn auto_for(self, workload: &Workload) -> usize {
-        match self {
-            Cooks::One => 1,
-            Cooks::Cores { cap, .. } | Cooks::Auto { cap, .. } => {
-                workload.cooks_by_littles_law(cores()).min(cap)
-            }
-        }
+        self.default_for(workload)
     }
 
     /// The cook counts the conformance kit tries: 1, and several where the
@@ -159,9 +157,9 @@ impl Cooks {
                            only 1 is accepted"
                 .to_owned(),
             Cooks::Cores { what, cap } => format!(
-                "How many cooks: {what}, at most {cap}; `auto` sizes them \
-                 by Little's law for the workload [default: the number of \
-                 cores, {}]",
+                "How many cooks: {what}, at most {cap} [default: auto = the \
+                 number of cores, {}: these threads never sit through a \
+                 wait, so more would only take turns on the same cores]",
                 cores().min(cap)
             ),
             Cooks::Auto { what, cap } => format!(
@@ -444,13 +442,10 @@ where
         _ if args.customers => 1,
         // Sizing by Little's law generates the workload; nothing else
         // needs it here.
-        (policy, Some(CooksArg::Auto)) => {
+        (policy @ Cooks::Auto { .. }, _) => {
             policy.auto_for(&args.workload.generate())
         }
-        (policy @ Cooks::Auto { .. }, None) => {
-            policy.default_for(&args.workload.generate())
-        }
-        (policy, None) => policy.default_for(&Workload::generate(
+        (policy, _) => policy.auto_for(&Workload::generate(
             args.workload.preset,
             0,
             args.workload.seed,

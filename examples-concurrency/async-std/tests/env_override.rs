@@ -45,7 +45,7 @@ fn open_with(value: Option<&str>) -> Opened {
             break;
         }
     }
-    let runtime_threads = runtime_threads(server.id());
+    let runtime_threads = settled_runtime_threads(server.id());
     let _ = server.kill();
     let _ = server.wait();
     assert!(
@@ -56,6 +56,26 @@ fn open_with(value: Option<&str>) -> Opened {
         said,
         runtime_threads,
     }
+}
+
+/// [`runtime_threads`] once the count has held still for 300 ms (at most
+/// 5 s): the runtime's threads may still be starting, and naming
+/// themselves, when the server says it is listening.
+fn settled_runtime_threads(pid: u32) -> Option<usize> {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = runtime_threads(pid)?;
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = runtime_threads(pid)?;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= Duration::from_millis(300) {
+            break;
+        }
+    }
+    Some(last)
 }
 
 /// The threads of process `pid` named as async-std names its runtime's

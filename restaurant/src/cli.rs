@@ -445,6 +445,7 @@ where
         (policy @ Cooks::Auto { .. }, _) => {
             policy.auto_for(&args.workload.generate())
         }
+        // The cores need no workload: an empty one stands in.
         (policy, _) => policy.auto_for(&Workload::generate(
             args.workload.preset,
             0,

@@ -1,23 +1,28 @@
 //! `compare`: every model, one workload, one table.
 //!
 //! ```text
-//! cargo run --release                      # every model on every preset
+//! cargo run --release                      # every model on four presets
 //! cargo run --release -- --preset takeout  # one preset
+//! cargo run --release -- --repeats 5       # medians of 5 interleaved rounds
+//! cargo run --release -- --sweep-cooks 1,4,16 --models parallelism-thread-pool
 //! cargo run --release -- --quick           # small and fast, under a minute
 //! cargo run --release -- --write-book      # regenerate book/src/results/
 //! ```
 //!
 //! It finds the examples from `cargo metadata` (every package under
-//! `examples-*/`, plus `sequential`), builds them in release, runs each on
-//! the same workload in a process of its own, checks every checksum against
-//! the one the workload must have, and prints a table per preset.
+//! `examples-*/`, plus `sequential`), skips those that require a program
+//! this machine lacks, builds the rest in release, runs each on the same
+//! workload in a process of its own (`measure`), checks every checksum
+//! against the one the workload must have, and prints a table per preset
+//! with a legend and a verdict (`render`); `--write-book` writes the same
+//! and more into the book (`book`).
 //!
-//! Exit status: 0 when every run finished with the right checksum or ran
-//! out of time (a model that cannot cope is a result) and at least one was
-//! verified; 1 when a checksum disagrees, an example crashed or failed
-//! verification, or nothing was verified; 2 for bad arguments; 130 when
-//! interrupted (the running example's whole tree is killed, and what was
-//! measured before is printed).
+//! Exit status: 0 when every run finished with the right checksum, ran
+//! out of time or was skipped (a model that cannot cope is a result) and
+//! at least one was verified; 1 when a checksum disagrees, an example
+//! crashed or failed verification, or nothing was verified; 2 for bad
+//! arguments; 130 when interrupted (the running example's whole tree is
+//! killed, and what was measured before is printed).
 
 mod book;
 mod discover;

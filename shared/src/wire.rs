@@ -1,6 +1,6 @@
 //! The wire: what a customer and the restaurant say to each other.
 //!
-//! Text, one line each way, each ending in `\n`:
+//! Text, one line each way, each ending in a single `\n` (no `\r`):
 //!
 //! ```text
 //! restaurant → customer   NEXT                      greeted: someone attends
@@ -10,6 +10,13 @@
 //!                         PLATE <id> <digest-hex16> then the restaurant closes
 //!                         ERROR <reason>            then the restaurant closes
 //! ```
+//!
+//! Every number is plain decimal (`0`, or digits without a leading zero
+//! or a sign) and every hex field is 16 lower-case digits, so each value
+//! has exactly one spelling and `RUNG` and `PLATE` echo the id exactly as
+//! the customer said it. [`parse_order`] and [`parse_reply`] accept
+//! nothing else; the book's workload chapter states the same rules, and
+//! `shared/tests/wire_spec.rs` pins each one.
 //!
 //! The order line carries all a cook needs: the state the digest starts
 //! from and the recipe, simmers already scaled. The digest is computed by
@@ -39,10 +46,20 @@ pub const MAX_CHOP: u32 = 10_000_000;
 /// The longest simmer an order may ask for: an hour.
 pub const MAX_SIMMER: Duration = Duration::from_secs(3600);
 
-/// How long a restaurant waits for a greeted customer to finish saying its
-/// order before showing it the door. A customer of the presets says it at
-/// once; this bounds what a silent connection costs a cashier who listens
-/// to one customer at a time.
+/// How long a restaurant waits for a greeted customer's order line,
+/// counted from `NEXT`.
+///
+/// A line whose `\n` reaches the server within `PATIENCE` of `NEXT` must
+/// be served, however late the server gets round to reading it: what
+/// counts is what the kernel had received, not when it was read. A line
+/// still incomplete after `PATIENCE` may be refused, with `ERROR no order
+/// within 2 s of NEXT` and a close. The async models time the whole line;
+/// the models that read with a blocking socket set `PATIENCE` as its read
+/// timeout, which restarts with every read that returns bytes, so they
+/// give up only after `PATIENCE` of silence: both keep the rule. A
+/// customer of the presets says its line at once; this bounds what a
+/// silent connection costs a cashier who listens to one customer at a
+/// time.
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
 /// The greeting, as sent.
@@ -101,11 +118,15 @@ fn refuse(why: impl Into<String>) -> WireError {
     WireError(why.into())
 }
 
-/// Parses one order line (with or without its `\n`).
+/// Parses one order line, with or without its final `\n`.
 ///
-/// A line longer than [`MAX_LINE`], with a word out of place, a number out
-/// of range or too many steps is refused with a reason to send back in
-/// `ERROR`.
+/// The line is `ORDER`, the id, the dish, the start and 1 to
+/// [`MAX_STEPS`] steps, separated by single spaces, and nothing else: a
+/// line longer than [`MAX_LINE`], a `\r` (a CRLF ending included), a word
+/// out of place, a number with a sign or a leading zero or out of range,
+/// or upper-case hex is refused with a reason to send back in `ERROR`.
+/// ([`heard`] decides what a line without its `\n` means on a
+/// connection.)
 pub fn parse_order(line: &str) -> Result<Ticket, WireError> {
     // A reader that stops at MAX_LINE bytes without finding the end of the
     // line hands over MAX_LINE bytes: that line was too long.
@@ -114,14 +135,20 @@ pub fn parse_order(line: &str) -> Result<Ticket, WireError> {
     {
         return Err(refuse(format!("line longer than {MAX_LINE} bytes")));
     }
-    let mut words = line.trim_end_matches(['\n', '\r']).split(' ');
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    if line.contains('\r') {
+        return Err(refuse("the line holds a \\r: end it with \\n alone"));
+    }
+    let mut words = line.split(' ');
     if words.next() != Some("ORDER") {
         return Err(refuse("expected ORDER <id> <dish> <start> <steps…>"));
     }
-    let id = words
-        .next()
-        .and_then(|w| w.parse::<u64>().ok())
-        .ok_or_else(|| refuse("the order id is not a whole number"))?;
+    let id = words.next().and_then(decimal).ok_or_else(|| {
+        refuse(format!(
+            "the order id is not a number 0 to {} in plain decimal",
+            u64::MAX
+        ))
+    })?;
     let dish = words
         .next()
         .filter(|w| {
@@ -132,9 +159,8 @@ pub fn parse_order(line: &str) -> Result<Ticket, WireError> {
         .to_owned();
     let start = words
         .next()
-        .filter(|w| w.len() == 16)
-        .and_then(|w| u64::from_str_radix(w, 16).ok())
-        .ok_or_else(|| refuse("the start is not 16 hex digits"))?;
+        .and_then(hex16)
+        .ok_or_else(|| refuse("the start is not 16 lower-case hex digits"))?;
     let mut steps = Vec::new();
     for word in words {
         if steps.len() == MAX_STEPS {
@@ -157,13 +183,38 @@ pub fn parse_order(line: &str) -> Result<Ticket, WireError> {
     })
 }
 
+/// A number in plain decimal: `0`, or a digit 1-9 and more digits, with
+/// no sign, within `u64`. The one spelling of each number, so an id
+/// echoed as a number is the id as the customer said it.
+fn decimal(word: &str) -> Option<u64> {
+    let plain = word.bytes().all(|b| b.is_ascii_digit())
+        && (word == "0" || word.starts_with(|c| ('1'..='9').contains(&c)));
+    // `parse` alone would also take a `+` and leading zeros; it still
+    // refuses a number beyond `u64::MAX`.
+    if !plain {
+        return None;
+    }
+    word.parse().ok()
+}
+
+/// Exactly 16 lower-case hex digits.
+fn hex16(word: &str) -> Option<u64> {
+    let hex = word.len() == 16
+        && word.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    // `from_str_radix` alone would also take a `+` and upper case.
+    if !hex {
+        return None;
+    }
+    u64::from_str_radix(word, 16).ok()
+}
+
 /// What came of reading a customer's order line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Heard {
     /// A well-formed order.
     Order(Ticket),
-    /// The customer hung up (or the connection broke) before ordering:
-    /// nothing to answer.
+    /// The customer hung up (or the connection broke) before the `\n` of
+    /// its order line: nothing to answer.
     HungUp,
     /// A line the restaurant refuses, with the reason for `ERROR`.
     Refused(String),
@@ -171,11 +222,27 @@ pub enum Heard {
 
 /// Makes sense of one attempt to read an order line into `line`: `read` is
 /// what `read_line` (of any runtime) returned, through a reader limited to
-/// [`MAX_LINE`] bytes.
+/// [`MAX_LINE`] bytes, and `line` holds what it read.
+///
+/// - The end of the stream before a whole line (nothing, or a part of a
+///   line without its `\n`) is [`Heard::HungUp`]: a customer who stops
+///   mid-line has not ordered.
+/// - A whole line is parsed by [`parse_order`]; [`MAX_LINE`] bytes without
+///   a `\n` are refused as too long.
+/// - A read that timed out is refused: no order within [`PATIENCE`].
+/// - Bytes that are not UTF-8 are refused.
+/// - Any other error (a reset) is [`Heard::HungUp`].
+///
+/// Whatever follows the `\n` is not looked at: the server reads nothing
+/// more from the customer.
 pub fn heard(read: std::io::Result<usize>, line: &str) -> Heard {
     use std::io::ErrorKind;
     match read {
         Ok(0) => Heard::HungUp,
+        // Cut off by the end of the stream, not by the reader's limit.
+        Ok(_) if !line.ends_with('\n') && line.len() < MAX_LINE => {
+            Heard::HungUp
+        }
         Ok(_) => match parse_order(line) {
             Ok(ticket) => Heard::Order(ticket),
             Err(why) => Heard::Refused(why.to_string()),
@@ -199,18 +266,19 @@ pub fn heard(read: std::io::Result<usize>, line: &str) -> Heard {
 }
 
 fn parse_step(word: &str) -> Result<Step, WireError> {
-    let number = |digits: &str| digits.parse::<u64>().ok();
     match word.split_at_checked(1) {
-        Some(("c", n)) => match number(n) {
+        Some(("c", n)) => match decimal(n) {
             Some(u) if u <= u64::from(MAX_CHOP) => {
                 Ok(Step::Chop(Work(u as u32)))
             }
-            _ => Err(refuse(format!("chop {word:?}: units 0 to {MAX_CHOP}"))),
+            _ => Err(refuse(format!(
+                "chop {word:?}: units 0 to {MAX_CHOP} in plain decimal"
+            ))),
         },
-        Some(("s", n)) => match number(n).map(Duration::from_micros) {
+        Some(("s", n)) => match decimal(n).map(Duration::from_micros) {
             Some(d) if d <= MAX_SIMMER => Ok(Step::Simmer(d)),
             _ => Err(refuse(format!(
-                "simmer {word:?}: microseconds 0 to {}",
+                "simmer {word:?}: microseconds 0 to {} in plain decimal",
                 MAX_SIMMER.as_micros()
             ))),
         },
@@ -244,12 +312,17 @@ pub fn plate_line(id: u64, digest: u64) -> String {
     format!("PLATE {id} {digest:016x}\n")
 }
 
-/// The line that turns a customer away, with the reason on one line.
+/// The longest reason [`error_line`] sends, in characters.
+pub const MAX_REASON: usize = 200;
+
+/// The line that turns a customer away, with the reason on one line: each
+/// control character becomes a space, and the reason is cut to
+/// [`MAX_REASON`] characters, so the line stays within [`MAX_LINE`].
 pub fn error_line(reason: &str) -> String {
     let reason: String = reason
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
+        .take(MAX_REASON)
         .collect();
     format!("ERROR {reason}\n")
 }
@@ -267,23 +340,24 @@ pub enum Reply {
     Error(String),
 }
 
-/// Parses a line from the restaurant; `None` if it is none of the four.
+/// Parses a line from the restaurant, its `\n` included; `None` if it is
+/// none of the four, spelt exactly: one `\n` and no `\r` at the end, ids in
+/// plain decimal, the digest in 16 lower-case hex digits, `ERROR` followed
+/// by a space and a reason without control characters.
 pub fn parse_reply(line: &str) -> Option<Reply> {
-    let line = line.trim_end_matches(['\n', '\r']);
+    let line = line.strip_suffix('\n')?;
     if line == "NEXT" {
         return Some(Reply::Next);
     }
-    if let Some(reason) = line.strip_prefix("ERROR") {
-        return Some(Reply::Error(reason.trim_start().to_owned()));
+    if let Some(reason) = line.strip_prefix("ERROR ") {
+        return (!reason.contains(char::is_control))
+            .then(|| Reply::Error(reason.to_owned()));
     }
     let mut words = line.split(' ');
-    let (kind, id) = (words.next()?, words.next()?.parse().ok()?);
+    let (kind, id) = (words.next()?, decimal(words.next()?)?);
     let reply = match kind {
         "RUNG" => Reply::Rung(id),
-        "PLATE" => {
-            let hex = words.next().filter(|w| w.len() == 16)?;
-            Reply::Plate(id, u64::from_str_radix(hex, 16).ok()?)
-        }
+        "PLATE" => Reply::Plate(id, hex16(words.next()?)?),
         _ => return None,
     };
     words.next().is_none().then_some(reply)
@@ -354,7 +428,7 @@ mod tests {
             parse_reply(&error_line("no\nsuch dish")),
             Some(Reply::Error("no such dish".into()))
         );
-        assert_eq!(parse_reply("PLATE 7 12"), None);
-        assert_eq!(parse_reply("RUNG 7 8"), None);
+        assert_eq!(parse_reply("PLATE 7 12\n"), None);
+        assert_eq!(parse_reply("RUNG 7 8\n"), None);
     }
 }

@@ -17,12 +17,26 @@
 //! kind of code on one thread, the way Node.js does; `parallelism-thread-pool`
 //! gives each cook a whole OS thread that sits idle while it simmers.
 //!
-//! **Its weakness, measured:** a chop holds the worker thread that polls
-//! it until it is done. With every worker chopping, nobody accepts or
-//! greets, and customers wait at the door (the counter wait on
-//! `big-order` in the book). Tasks are cheap to wait with, not to compute
-//! with: the `examples-blocking` crates show how to move long CPU work off
-//! the workers.
+//! **Its weakness, measured:** a chop holds the worker that polls it
+//! until it is done, and one long chop can leave the door deaf while the
+//! other worker sleeps. In tokio 1.54.1 (`runtime/scheduler/multi_thread/`)
+//! an idle worker parks on the I/O driver only if it wins the driver's
+//! lock, and on a condition variable otherwise (`park.rs`, `Inner::park`).
+//! A worker woken by the driver with one task tells nobody
+//! (`worker.rs`: `Handle::schedule_local` does not notify during a park,
+//! `Core::should_notify_others` wants two tasks, and
+//! `Core::transition_from_parked` does not make it a searcher). So when the
+//! cashier it woke spawns a cake's cook, the same worker chops, the other
+//! stays asleep, and nobody polls epoll: this crate's accept loop, on the
+//! `block_on` thread, is not told of newcomers until the chop ends. That,
+//! not two cakes at once (seed 1's overlap for about 26 ms), is the
+//! counter wait of `concurrency-tokio` on `big-order`; the book's tokio
+//! chapter has the lines and the issue (tokio-rs/tokio#4730), and
+//! `examples/deaf_door.rs` shows it: a 200 ms chop, a customer 50 ms into
+//! it, greeted 150 ms later (median of 20 rounds; 2 cores, 2026-12-08).
+//! Tasks are cheap to wait with, not to compute with: the
+//! `examples-blocking` crates show how to move long CPU work off the
+//! workers.
 
 use std::io;
 use std::net::TcpListener as StdListener;

@@ -33,8 +33,8 @@
 //! counter wait of `concurrency-tokio` on `big-order`; the book's tokio
 //! chapter has the lines and the issue (tokio-rs/tokio#4730), and
 //! `examples/deaf_door.rs` shows it: a 200 ms chop, a customer 50 ms into
-//! it, greeted 150 ms later (median of 20 rounds; 2 cores, 2026-12-08).
-//! Tasks are cheap to wait with, not to compute with: the
+//! it, greeted about 150 ms later (median of 20 rounds; 2 cores,
+//! 2026-12-08). Tasks are cheap to wait with, not to compute with: the
 //! `examples-blocking` crates show how to move long CPU work off the
 //! workers.
 

@@ -158,6 +158,19 @@ fn rung_and_plate_echo_the_id_exactly_as_said() {
     }
 }
 
+#[test]
+fn the_books_example_conversation_holds() {
+    // The exchange shown in the book's workload chapter, digest included.
+    let said = "ORDER 42 stir-fry 00000000deadbeef c150 s2500 c0\n";
+    let mut ticket = parse_order(said).unwrap();
+    assert_eq!(ticket.ring_up(), "RUNG 42\n");
+    assert_eq!(plate_for(said), "PLATE 42 91f2edc046b28f3a\n");
+    let book = include_str!("../../book/src/workload.md");
+    for line in [said.trim_end(), "RUNG 42", "PLATE 42 91f2edc046b28f3a"] {
+        assert!(book.contains(line), "the book no longer shows {line:?}");
+    }
+}
+
 // Replies, spelt exactly.
 
 #[test]

@@ -1,11 +1,10 @@
 //! The pattern of `concurrency-smol` on its own, ready to copy: a TCP
-//! service on executors you run yourself. The calling thread runs a
-//! `LocalExecutor`: the accept loop and a task per connection, which no
-//! job can hold up. A few threads in a `std::thread::scope` run a shared
-//! `Executor`, where each job is a task; a job's panic is caught in its
-//! own task and comes back as an `Err`. At shutdown the loop stops
-//! accepting, every accepted connection is finished, and a closed channel
-//! stops the job threads.
+//! service on an executor you run yourself. A few threads in a
+//! `std::thread::scope` run a shared `Executor`; the accept loop runs in
+//! `block_on` on the calling thread, and each connection, and each job, is
+//! a task on that executor. A job's panic is caught in its own task and
+//! comes back as an `Err`. At shutdown the loop stops accepting and waits
+//! for every accepted connection, and a closed channel stops the threads.
 //!
 //! ```text
 //! cargo run -p concurrency-smol --example smol-pattern
@@ -18,12 +17,13 @@ use std::error::Error;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use smol::future::FutureExt as _;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use smol::{Async, Executor, LocalExecutor, Timer, channel};
+use smol::{Async, Executor, Timer, channel, channel::Sender};
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -53,43 +53,43 @@ async fn job(input: u64) -> u64 {
     compute(half)
 }
 
-/// The service: `threads` job threads, and the connections on this one,
-/// until `stop` closes; then every connection inside is finished.
+/// The service: `threads` threads running the executor, and the accept
+/// loop on this one, until `stop` closes; then every connection inside is
+/// finished and the threads are stopped and joined.
 fn serve(
     listener: TcpListener,
     threads: usize,
     stop: channel::Receiver<()>,
 ) -> Result<(), BoxError> {
-    let jobs = Executor::new();
+    // In an `Arc`: each connection's task holds it to spawn its job, and
+    // a task cannot borrow the executor it is stored in.
+    let executor = Arc::new(Executor::new());
     // Dropping `done` closes the channel, which ends every `run` below.
     let (done, finished) = channel::unbounded::<()>();
     thread::scope(|scope| {
         for _ in 0..threads {
-            let (jobs, finished) = (&jobs, finished.clone());
-            scope.spawn(move || smol::block_on(jobs.run(finished.recv())));
+            let (executor, finished) = (&executor, finished.clone());
+            scope.spawn(move || smol::block_on(executor.run(finished.recv())));
         }
-        let front = LocalExecutor::new();
-        let served = smol::block_on(async {
-            front.run(accept(&front, &jobs, listener, stop)).await?;
-            // The loop stopped; finish the connections still open.
-            while !front.is_empty() {
-                front.tick().await;
-            }
-            Ok(())
-        });
+        // The accept loop is not a task: `block_on` polls it alone here.
+        let served = smol::block_on(accept(&executor, listener, stop));
         drop(done); // on every path, or the scope waits forever
         served
     })
 }
 
-/// The accept loop: a task per connection until `stop` closes.
-async fn accept<'a>(
-    front: &LocalExecutor<'a>,
-    jobs: &'a Executor<'_>,
+/// The accept loop: a task per connection until `stop` closes, then waits
+/// for every connection inside to finish.
+async fn accept(
+    executor: &Arc<Executor<'static>>,
     listener: TcpListener,
     stop: channel::Receiver<()>,
 ) -> Result<(), BoxError> {
     let listener = Async::new(listener)?;
+    // Detached tasks cannot be awaited, so the loop counts connections its
+    // own way: each holds a clone of `open`, and `recv` on `all_done`
+    // fails once the last clone is gone.
+    let (open, all_done) = channel::bounded::<()>(1);
     loop {
         // `or` polls the left one first: stopping wins a tie.
         let stopping = async {
@@ -97,8 +97,12 @@ async fn accept<'a>(
             None
         };
         match stopping.or(async { Some(listener.accept().await) }).await {
-            None => return Ok(()),
-            Some(Ok((stream, _))) => front.spawn(handle(stream, jobs)).detach(),
+            None => break,
+            Some(Ok((stream, _))) => {
+                let connection =
+                    handle(stream, Arc::clone(executor), open.clone());
+                executor.spawn(connection).detach();
+            }
             // Never fatal: out of descriptors, a reset. Back off.
             Some(Err(e)) => {
                 eprintln!("accept failed: {e}");
@@ -106,22 +110,35 @@ async fn accept<'a>(
             }
         }
     }
+    drop(listener);
+    drop(open);
+    let _ = all_done.recv().await;
+    Ok(())
 }
 
-/// One connection: read `JOB <n>`, run the job as a task on the job
-/// threads, and answer `DONE <n> <result>`, or `ERROR …` if it panicked.
-async fn handle(stream: Async<TcpStream>, jobs: &Executor<'_>) {
+/// One connection: read `JOB <n>`, run the job as a task of its own, and
+/// answer `DONE <n> <result>`, or `ERROR …` if it panicked. `_open` is
+/// dropped when the connection ends.
+async fn handle(
+    stream: Async<TcpStream>,
+    executor: Arc<Executor<'static>>,
+    _open: Sender<()>,
+) {
     let mut line = String::new();
-    let mut reader = BufReader::new(&stream).take(1024);
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+    // The reader, and its 8 KiB buffer, end with this block, before the
+    // job is awaited: a connection waiting for its job holds no buffer.
+    {
+        let mut reader = BufReader::new(&stream).take(1024);
+        if reader.read_line(&mut line).await.is_err() {
+            return;
+        }
     }
     let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => {
             // Caught in the job's own task: awaiting a task that panicked
             // would resume the panic here instead.
             let caught = AssertUnwindSafe(job(n)).catch_unwind();
-            match jobs.spawn(caught).await {
+            match executor.spawn(caught).await {
                 Ok(result) => format!("DONE {n} {result}\n"),
                 Err(_) => {
                     eprintln!("job {n} panicked");

@@ -63,9 +63,11 @@ pub const PROCESSES_CAP: usize = 512;
 ///
 /// The default is what a competent engineer would choose: an executor's
 /// worker threads, or a pool that only chops, one per core; a pool whose
-/// cooks block while they simmer, as many as the workload keeps busy at
-/// once (Little's law, [`Workload::cooks_by_littles_law`]). The cap is
-/// what the OS can bear for that model, and each model says why.
+/// cooks block while they simmer, the most orders the night has in the
+/// kitchen at once ([`Workload::cooks_for_peak`]): sized with knowledge of
+/// the whole night, an oracle a real service lacks, so that no order waits
+/// for a cook. The cap is what the OS can bear for that model, and each
+/// model says why.
 #[derive(Clone, Copy, Debug)]
 pub enum Cooks {
     /// Exactly one cook: only `--cooks 1` is accepted.
@@ -77,8 +79,8 @@ pub enum Cooks {
         /// The most the model accepts.
         cap: usize,
     },
-    /// Defaults to `auto`: Little's law for the workload, capped. The
-    /// text says what K counts.
+    /// Defaults to `auto`: the night's peak of orders in the kitchen,
+    /// capped. The text says what K counts.
     Auto {
         /// What K counts, for `--help`.
         what: &'static str,
@@ -90,7 +92,8 @@ pub enum Cooks {
 /// `--cooks`, as given: a number or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CooksArg {
-    /// `--cooks auto`: Little's law for the workload.
+    /// `--cooks auto`: the model's own rule (for a pool whose cooks block,
+    /// the night's peak of orders in the kitchen).
     Auto,
     /// `--cooks K`.
     Count(usize),
@@ -129,15 +132,16 @@ impl Cooks {
             Cooks::One => 1,
             Cooks::Cores { cap, .. } => cores().min(cap),
             Cooks::Auto { cap, .. } => {
-                workload.cooks_by_littles_law(cores()).min(cap)
+                workload.cooks_for_peak(cores()).min(cap)
             }
         }
     }
 
     /// `--cooks auto` for this model on `workload`: its own sizing rule,
-    /// which is also its default. Little's law for a pool whose cooks wait;
-    /// the cores for an executor, whose tasks hold no thread while they
-    /// wait, and for a pool that only chops.
+    /// which is also its default. The night's peak of orders in the
+    /// kitchen for a pool whose cooks wait; the cores for an executor,
+    /// whose tasks hold no thread while they wait, and for a pool that
+    /// only chops.
     pub fn auto_for(self, workload: &Workload) -> usize {
         self.default_for(workload)
     }
@@ -164,10 +168,14 @@ impl Cooks {
             ),
             Cooks::Auto { what, cap } => format!(
                 "How many cooks: {what}, at most {cap} [default: auto = \
-                 Little's law for the workload: ⌈peak arrivals per second \
-                 over any 100 ms × the mean time an order holds a cook \
-                 (its chops at 1 µs a unit, and its simmers) × 1.25⌉, at \
-                 least the cores, at most the orders and {cap}]"
+                 the most orders in the kitchen at once over the night, \
+                 each holding a cook from its arrival for its chops (at \
+                 1 µs a unit) and its simmers, so that none waits for a \
+                 cook; at least the cores, at most the orders and {cap}. \
+                 It reads the night before it happens, which a real \
+                 service cannot: one would measure its arrival rate and \
+                 hold time, or grow its pool. With --listen there is no \
+                 night: give K, or --preset P to size for P's night]"
             ),
         }
     }
@@ -551,7 +559,7 @@ where
         return customers_child(&run.args);
     }
     // The peak memory measured is the run's, not the parsing's (sizing
-    // the kitchen by Little's law generated the workload once).
+    // the kitchen for the night's peak generated the workload once).
     probe::reset_peak_rss();
     customers::raise_fd_limit();
     if run.args.trace.is_some() {

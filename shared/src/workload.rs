@@ -160,8 +160,8 @@ const ROAST_HOG: Dish = Dish {
 };
 // ANCHOR_END: menu
 
-/// The time of one unit of work, nominally: what sizing by Little's law
-/// assumes ([`Workload::cooks_by_littles_law`]), so that the number of
+/// The time of one unit of work, nominally: what sizing a kitchen for its
+/// peak assumes ([`Workload::peak_orders_in_kitchen`]), so that the number of
 /// cooks depends on the workload only, not on how fast this machine is
 /// today. `kernel::measure_unit` gives the real one (about 1 µs here).
 pub const NOMINAL_UNIT: Duration = Duration::from_micros(1);
@@ -545,45 +545,58 @@ impl Workload {
         // ANCHOR_END: lower_bound
     }
 
-    /// How many cooks keep up with this workload, by Little's law: the
-    /// cooks busy at once = arrival rate × how long each order holds a
-    /// cook. That is ⌈peak arrival rate over any 100 ms window × mean time
-    /// a cook holds an order × 1.25⌉, where an order holds a cook for its
-    /// chops (at the nominal 1 µs a unit) and its simmers (a cook that
-    /// blocks while it simmers is held), and 1.25 is headroom for bursts
-    /// inside the window. Never more than the orders, never fewer than
-    /// `cores`. A model caps it at what the OS can bear.
-    pub fn cooks_by_littles_law(&self, cores: usize) -> usize {
-        // ANCHOR: littles_law
-        const WINDOW: Duration = Duration::from_millis(100);
-        const HEADROOM: f64 = 1.25;
-        let cores = cores.max(1);
-        if self.orders.is_empty() {
-            return cores;
-        }
-        // The most arrivals inside any window of 100 ms (arrivals are
-        // sorted): a sliding window with two ends.
-        let mut peak = 0;
-        let mut first = 0;
-        for (last, order) in self.orders.iter().enumerate() {
-            while order.arrival - self.orders[first].arrival >= WINDOW {
-                first += 1;
-            }
-            peak = peak.max(last + 1 - first);
-        }
-        let rate = peak as f64 / WINDOW.as_secs_f64();
-        let held: Duration = self
+    /// The most orders that hold a cook at any one moment of the night,
+    /// if every order were started the moment it arrived: an order holds a
+    /// cook for its chops (at [`NOMINAL_UNIT`] a unit; the ring-up is the
+    /// cashier's) and its simmers (a cook that blocks while it simmers is
+    /// held), so it occupies [arrival, arrival + hold), and this is the
+    /// largest number of those intervals that overlap (a sweep over their
+    /// starts and ends). It is at most the orders, and zero for none.
+    ///
+    /// It is computed from the whole night before it happens: an oracle,
+    /// which a real service does not have (see [`Workload::cooks_for_peak`]).
+    pub fn peak_orders_in_kitchen(&self) -> usize {
+        // ANCHOR: peak_in_kitchen
+        // Each order's start (+1) and end (-1) in time; at the same moment
+        // ends come first, since an order's interval excludes its end.
+        let mut events: Vec<(Duration, i8)> = self
             .orders
             .iter()
-            .map(|o| {
-                NOMINAL_UNIT * (o.work() - u64::from(RING_UP.units())) as u32
-                    + o.simmer()
+            .flat_map(|o| {
+                let chops = o.work() - u64::from(RING_UP.units());
+                let hold = NOMINAL_UNIT * chops as u32 + o.simmer();
+                [(o.arrival, 1), (o.arrival + hold, -1)]
             })
-            .sum::<Duration>()
-            / self.orders.len() as u32;
-        let busy = (rate * held.as_secs_f64() * HEADROOM).ceil() as usize;
-        busy.min(self.orders.len()).max(cores)
-        // ANCHOR_END: littles_law
+            .collect();
+        events.sort_unstable();
+        let (mut inside, mut peak) = (0i64, 0i64);
+        for (_, step) in events {
+            inside += i64::from(step);
+            peak = peak.max(inside);
+        }
+        peak as usize
+        // ANCHOR_END: peak_in_kitchen
+    }
+
+    /// How many cooks a pool whose cooks block needs so that no order ever
+    /// waits for a cook, if every order started at its arrival: the most
+    /// orders in the kitchen at once
+    /// ([`Workload::peak_orders_in_kitchen`]), never fewer than `cores`,
+    /// never more than the orders (and `cores` for no orders). A model
+    /// caps it at what the OS can bear.
+    ///
+    /// This sizes with knowledge of the whole night: an oracle a real
+    /// service does not have. Little's law, L = λW, gives the average
+    /// number of orders in the kitchen in a steady state (the arrival rate
+    /// times the time each holds a cook); the peak bounds that average
+    /// from above, and is what a burst such as `takeout` needs. A real
+    /// service measures λ and W as it runs and sizes by them with room for
+    /// its bursts, or lets its pool grow and shrink with the demand.
+    pub fn cooks_for_peak(&self, cores: usize) -> usize {
+        let cores = cores.max(1);
+        self.peak_orders_in_kitchen()
+            .min(self.orders.len())
+            .max(cores)
     }
 
     /// When the last customer arrives.

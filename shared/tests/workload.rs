@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use restaurant::{Preset, Step, Workload, kernel};
+use restaurant::{
+    NOMINAL_UNIT, Order, Preset, RING_UP, Step, Workload, kernel,
+};
 
 #[test]
 fn a_fixed_workload_keeps_its_checksum() {
@@ -222,29 +224,79 @@ fn slow_talkers_take_ten_to_fifty_milliseconds_and_others_none() {
     }
 }
 
+/// How long `order` holds a cook of a pool whose cooks block: its chops
+/// at the nominal unit (the ring-up is the cashier's) and its simmers.
+fn hold(order: &Order) -> Duration {
+    let chops = order.work() - u64::from(RING_UP.units());
+    NOMINAL_UNIT * u32::try_from(chops).unwrap() + order.simmer()
+}
+
+/// The most orders in the kitchen at once, counted the slow way: the
+/// overlap is largest at some order's arrival, so count, at each arrival,
+/// the orders whose [arrival, arrival + hold) holds it.
+fn brute_force_peak(w: &Workload) -> usize {
+    let orders = w.orders();
+    orders
+        .iter()
+        .map(|at| {
+            orders
+                .iter()
+                .filter(|o| {
+                    o.arrival() <= at.arrival()
+                        && at.arrival() < o.arrival() + hold(o)
+                })
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[test]
-fn littles_law_sizes_blocking_pools_by_the_waiting() {
+fn auto_sizes_blocking_pools_for_the_peak_in_the_kitchen() {
     let cores = 2;
-    let cooks = |preset: Preset| {
-        let w = Workload::generate(preset, preset.default_orders(), 1);
-        w.cooks_by_littles_law(cores)
-    };
-    // Takeout: thousands of orders simmering at once: one cook each.
-    assert_eq!(cooks(Preset::Takeout), 5000);
-    // Lunch rush and big order: a handful more than the cores, far fewer
-    // than the 64 the issue allows.
-    let lunch = cooks(Preset::LunchRush);
-    assert!((3..=64).contains(&lunch), "lunch-rush: {lunch}");
-    let big = cooks(Preset::BigOrder);
-    assert!(big >= lunch, "big-order {big} < lunch-rush {lunch}");
-    // Never fewer than the cores, never more than the orders.
+    // A night of N orders all arriving at once (a banquet): all N are in
+    // the kitchen together, so N cooks, but never fewer than the cores.
+    for n in [1, 2, 3, 40, 400] {
+        let w = Workload::generate(Preset::Banquet, n, 1);
+        assert!(w.orders().iter().all(|o| o.arrival().is_zero()));
+        assert_eq!(w.peak_orders_in_kitchen(), n);
+        assert_eq!(w.cooks_for_peak(cores), n.max(cores), "{n} at once");
+    }
+    // Orders that never overlap: one at a time, so the cores.
+    let apart = (1..1000)
+        .map(|seed| Workload::generate(Preset::SlowTalkers, 4, seed))
+        .find(|w| {
+            w.orders()
+                .windows(2)
+                .all(|p| p[0].arrival() + hold(&p[0]) <= p[1].arrival())
+        })
+        .expect("some seed spaces 4 slow talkers apart");
+    assert_eq!(apart.peak_orders_in_kitchen(), 1);
+    assert_eq!(apart.cooks_for_peak(cores), cores);
+    assert_eq!(apart.cooks_for_peak(8), 8);
+    // No orders: the cores.
     let empty = Workload::generate(Preset::LunchRush, 0, 1);
-    assert_eq!(empty.cooks_by_littles_law(8), 8);
-    let one = Workload::generate(Preset::Takeout, 1, 1);
-    assert_eq!(one.cooks_by_littles_law(1), 1);
-    // Time-scaled waits hold cooks for less time.
-    let fast = Workload::generate_scaled(Preset::Takeout, 5000, 1, 1000.0);
-    assert!(fast.cooks_by_littles_law(cores) < 5000);
+    assert_eq!(empty.peak_orders_in_kitchen(), 0);
+    assert_eq!(empty.cooks_for_peak(8), 8);
+    // Takeout: the burst arrives in about 100 ms and simmers for about
+    // half a second, so nearly every order is in at once; never more than
+    // the orders (the old 100 ms rule said about 30,600).
+    let takeout = Workload::generate(Preset::Takeout, 5000, 1);
+    let peak = takeout.cooks_for_peak(cores);
+    assert!(peak <= 5000, "takeout: {peak}");
+    assert!(peak > 4000, "takeout: {peak}");
+    // The sweep agrees with counting the slow way, on every preset.
+    for preset in Preset::ALL {
+        for seed in 1..4 {
+            let w = Workload::generate(preset, 300, seed);
+            let brute = brute_force_peak(&w);
+            assert_eq!(w.peak_orders_in_kitchen(), brute, "{preset} {seed}");
+            assert_eq!(w.cooks_for_peak(cores), brute.max(cores));
+        }
+    }
+    // And on a time-scaled night, whose chops are not scaled.
+    let scaled = Workload::generate_scaled(Preset::BigOrder, 300, 1, 1000.0);
+    assert_eq!(scaled.peak_orders_in_kitchen(), brute_force_peak(&scaled));
 }
 
 #[test]

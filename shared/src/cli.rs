@@ -3,7 +3,7 @@
 //! ```text
 //! <example> [--preset NAME] [--orders N] [--seed S] [--cooks K]
 //!           [--time-scale F] [--json] [--trace FILE.svg]
-//! <example> --listen ADDR [--cooks K] [--trace FILE.svg]
+//! <example> --listen ADDR [--cooks K] [--preset NAME] [--trace FILE.svg]
 //! customers --connect ADDR [--preset NAME] [--orders N] [--seed S] …
 //! ```
 //!
@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 
 use clap::error::ErrorKind;
+use clap::parser::ValueSource;
 use clap::{Args as ClapArgs, CommandFactory, FromArgMatches, Parser};
 
 use crate::customers::{self, Night};
@@ -315,7 +316,8 @@ pub struct Args {
     pub trace: Option<PathBuf>,
 
     /// Serve whoever connects to ADDR (such as 127.0.0.1:7878) until
-    /// Ctrl-C or SIGTERM, instead of one night of customers
+    /// Ctrl-C or SIGTERM, instead of one night of customers (a pool sized
+    /// `auto` then needs --preset P: the night to size for)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -412,8 +414,11 @@ where
 
     // A workload that cannot be allocated under `ulimit -v` is refused
     // here, naming its size, rather than aborting a process mid-night
-    // (and before `auto` generates it to size the kitchen).
-    if args.listen.is_none()
+    // (and before `auto` generates it to size the kitchen, which under
+    // --listen it does only for a preset named).
+    let preset_named =
+        matches.value_source("preset") == Some(ValueSource::CommandLine);
+    if (args.listen.is_none() || preset_named)
         && let Err(why) =
             crate::limits::check_workload_memory(args.workload.orders())
     {
@@ -448,8 +453,21 @@ where
         (_, Some(CooksArg::Count(k))) => k,
         // The customers' process serves no one: it needs no kitchen.
         _ if args.customers => 1,
-        // Sizing by Little's law generates the workload; nothing else
-        // needs it here.
+        // A server alone has no night to size for: `auto` needs one
+        // named, rather than the default preset standing in unsaid.
+        (Cooks::Auto { .. }, _) if args.listen.is_some() && !preset_named => {
+            refuse(
+                &mut command,
+                format!(
+                    "'--cooks auto' (the default of {}) sizes the kitchen \
+                     for a night, and under --listen there is none: give \
+                     --cooks K, or --preset P to size for the night of P",
+                    model.name
+                ),
+            )
+        }
+        // Sizing for the night's peak generates the workload; nothing
+        // else needs it here.
         (policy @ Cooks::Auto { .. }, _) => {
             policy.auto_for(&args.workload.generate())
         }

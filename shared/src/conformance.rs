@@ -1006,7 +1006,9 @@ fn check_timeline(path: &str) {
 /// - `--trace` draws a well-formed timeline with a bar for every ring-up
 ///   and chop;
 /// - `--listen` serves customers who come from outside, survives a garbage
-///   line, and returns with 130 within a few seconds of SIGINT (Unix).
+///   line, and returns with 130 within a few seconds of SIGINT (Unix);
+///   `--cooks auto` under it sizes for the preset named, or, for a rule
+///   that needs a night, refuses with exit 2 when none is.
 ///
 /// Call it from an integration test with the path cargo gives:
 /// `check_binary(env!("CARGO_BIN_EXE_<name>"))`.
@@ -1038,6 +1040,29 @@ pub fn check_binary(path: &str) {
         stdout.trim().parse::<u64>().is_ok_and(|k| k >= 1),
         "{path} --cooks auto resolved to {stdout:?}"
     );
+    // Under --listen a preset named is the night `auto` sizes for: the
+    // cooks of that night served as one. With none named, a rule that
+    // needs a night refuses (exit 2, naming --preset) rather than sizing
+    // for the default preset unsaid; one that needs none resolves alike.
+    let listen = ["--listen", "127.0.0.1:0", "--print-cooks"];
+    let (_, night, _) = run(&["--preset", "takeout", "--print-cooks"]);
+    let (code, stdout, stderr) =
+        run(&[&listen[..], &["--preset", "takeout"]].concat());
+    assert_eq!(code, Some(0), "{path} --listen --preset takeout: {stderr}");
+    assert_eq!(stdout, night, "{path} --listen --preset takeout");
+    let (code, stdout, stderr) = run(&listen);
+    match code {
+        Some(0) => assert_eq!(
+            stdout,
+            run(&["--print-cooks"]).1,
+            "{path} --listen: {stderr}"
+        ),
+        Some(2) => assert!(
+            stdout.is_empty() && stderr.contains("--preset"),
+            "{path} --listen without a preset: {stderr}"
+        ),
+        _ => panic!("{path} --listen --print-cooks: {code:?}: {stderr}"),
+    }
 
     for (args, named) in [
         (&["--cooks", "0"][..], "--cooks"),
@@ -1074,16 +1099,18 @@ pub fn check_binary(path: &str) {
     check_listen(path);
 }
 
-/// Runs `path --listen 127.0.0.1:0`, sends a garbage line and a night of
-/// customers from this process, then SIGINT: exit 130 within a few
-/// seconds, every customer served.
+/// Runs `path --listen 127.0.0.1:0 --preset lunch-rush`, sends a garbage
+/// line and a night of customers from this process, then SIGINT: exit 130
+/// within a few seconds, every customer served.
 #[cfg(unix)]
 fn check_listen(path: &str) {
     use std::process::{Command, Stdio};
     use std::time::Instant;
 
+    // Sized for the night it is about to be played (a pool sized `auto`
+    // needs one named under --listen).
     let mut server = Command::new(path)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--preset", "lunch-rush"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

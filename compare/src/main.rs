@@ -390,7 +390,7 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
 }
 
 /// The sweeps the book shows: `(model, preset, cooks)`. Thread-pool on
-/// three presets shows Little's law at work; spawn-blocking's blocking
+/// three presets shows sizing for the waiting at work; spawn-blocking's blocking
 /// pool on `big-order` shows a pool that only chops, which stops gaining
 /// at the cores.
 const BOOK_SWEEPS: [(&str, Preset, &[usize]); 4] = [

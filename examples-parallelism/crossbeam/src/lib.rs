@@ -4,8 +4,8 @@
 //! cargo run --release -p parallelism-crossbeam -- --preset banquet
 //! ```
 //!
-//! A fixed crew of `--cooks` OS threads (default: `auto`, Little's law for
-//! the workload, since a cook sleeps through its simmers), started
+//! A fixed crew of `--cooks` OS threads (default: `auto`, the night's peak
+//! of orders in the kitchen, since a cook sleeps through its simmers), started
 //! with `std::thread::scope` and fed by a [crossbeam-channel] **bounded**
 //! multi-producer, multi-consumer channel: the rail. One cashier thread
 //! (the calling one) accepts customers and attends them one at a time,

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! Node's `child_process`, in Rust. Before opening, the server starts
-//! `--cooks` copies of its own binary (default: `auto`, Little's law for
-//! the workload, at most 512) in a *worker*
+//! `--cooks` copies of its own binary (default: `auto`, the night's peak
+//! of orders in the kitchen, at most 512) in a *worker*
 //! role: separate processes, one thread each. The parent keeps the front
 //! of the restaurant. Its cashier accepts customers and attends them one at
 //! a time: greets, reads the order, rings it up, and passes the ticket with

@@ -10,7 +10,8 @@
 //! customers and attends them one at a time: it greets, reads the order
 //! and rings it up, then spawns the ticket, with the customer's
 //! connection, as a rayon *job* in a FIFO scope on a pool of `--cooks`
-//! threads (default: `auto`, Little's law for the workload, at most 256).
+//! threads (default: `auto`, the night's peak of orders in the kitchen,
+//! at most 256).
 //! Whichever worker is free cooks it and writes the plate. At
 //! closing, the scope does not return before every job spawned in it has
 //! finished, and the pool's threads are joined.

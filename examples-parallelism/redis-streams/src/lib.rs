@@ -8,8 +8,8 @@
 //! (the thread that calls `serve`) attends customers one at a time:
 //! greets, reads the order, rings it up, and adds its ticket to a Redis
 //! stream (`XADD`). Cooks are processes, `--cooks` copies of this binary
-//! started before opening (default: `auto`, Little's law for the
-//! workload, at most 512), or started by hand on
+//! started before opening (default: `auto`, the night's peak of orders in
+//! the kitchen, at most 512), or started by hand on
 //! any machine that reaches the Redis (`--cook --redis URL`). They form
 //! one consumer group: each ticket goes to one of them (`XREADGROUP`),
 //! which cooks it and, in one transaction, adds the plate to a second

@@ -16,8 +16,8 @@
 //!
 //! **The cap.** Left alone, a burst of customers would start a thread per
 //! customer, however many came, until the OS refused. So `--cooks` caps
-//! the cook threads alive at once (default: `auto`, Little's law for the
-//! workload, at most 10,000). At the cap the cashier
+//! the cook threads alive at once (default: `auto`, the night's peak of
+//! orders in the kitchen, at most 10,000). At the cap the cashier
 //! waits at the pass for a cook thread to finish, joins it, and only then
 //! goes back to the door, while customers queue outside: an overload
 //! becomes counter wait instead of a crash. Should the OS refuse a thread

@@ -1,11 +1,11 @@
 //! The pattern of `concurrency-futures` on its own, ready to copy: a TCP
-//! service on the futures crate's own executors. A `LocalPool` on the
-//! calling thread runs the accept loop and a task per connection, which no
-//! job can hold up; each job is a task on a `ThreadPool`, spawned with
+//! service on the futures crate's own executors. The accept loop runs in
+//! `block_on` on the calling thread; each connection is a task on a
+//! `ThreadPool`, and each job a task of its own there, spawned with
 //! `spawn_with_handle` and awaited with `catch_unwind`, so a panicking job
 //! is answered with an error instead of killing a pool thread. futures has
 //! no reactor: the sockets and the timer are async-io's. At shutdown the
-//! loop stops accepting and every accepted connection is finished.
+//! loop stops accepting and waits for every accepted connection.
 //!
 //! ```text
 //! cargo run -p concurrency-futures --example futures-pattern
@@ -22,14 +22,15 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::thread;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use futures::channel::oneshot;
-use futures::executor::{LocalPool, LocalSpawner, ThreadPool};
+use futures::channel::{mpsc, oneshot};
+use futures::executor::{self, ThreadPool};
 use futures::future::{self, FutureExt as _};
 use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use futures::task::{LocalSpawnExt as _, SpawnExt as _};
+use futures::task::SpawnExt as _;
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -64,24 +65,25 @@ async fn first<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
     future::select(pin!(a), pin!(b)).await.factor_first().0
 }
 
-/// The accept loop: a task per connection until `stop` fires or is
-/// dropped. The connections still open are the `LocalPool`'s to finish.
+/// The accept loop: a task per connection on `pool` until `stop` fires or
+/// is dropped, then waits for every connection inside to finish.
 async fn serve(
-    connections: LocalSpawner,
-    jobs: ThreadPool,
+    pool: &ThreadPool,
     listener: Async<TcpListener>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    // `spawn_ok` hands back no handle, so the loop counts connections its
+    // own way: each holds a clone of `open`, and `all_done` ends once the
+    // last clone is gone.
+    let (open, mut all_done) = mpsc::unbounded::<()>();
     loop {
         let stopping = (&mut stop).map(|_| None);
         match first(stopping, listener.accept().map(Some)).await {
-            None => return,
+            None => break,
+            // Cannot fail. A connection catches its job's panic itself,
+            // so it needs no handle to report one.
             Some(Ok((stream, _))) => {
-                let connection = handle(stream, jobs.clone());
-                // Fails only once the `LocalPool` is gone.
-                if connections.spawn_local(connection).is_err() {
-                    return;
-                }
+                pool.spawn_ok(handle(stream, pool.clone(), open.clone()));
             }
             // Never fatal: out of descriptors, a reset. Back off.
             Some(Err(e)) => {
@@ -90,15 +92,30 @@ async fn serve(
             }
         }
     }
+    drop(listener);
+    drop(open);
+    // Here only: an async-io `Timer` is a `Stream` too, which would make
+    // `map` on one ambiguous above.
+    use futures::StreamExt as _;
+    while all_done.next().await.is_some() {}
 }
 
 /// One connection: read `JOB <n>`, run the job on the pool, and answer
-/// `DONE <n> <result>`, or `ERROR …` if the job panicked.
-async fn handle(stream: Async<TcpStream>, jobs: ThreadPool) {
+/// `DONE <n> <result>`, or `ERROR …` if the job panicked. `_open` is
+/// dropped when the connection ends.
+async fn handle(
+    stream: Async<TcpStream>,
+    jobs: ThreadPool,
+    _open: mpsc::UnboundedSender<()>,
+) {
     let mut line = String::new();
-    let mut reader = BufReader::new(&stream).take(1024);
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+    // The reader, and its 8 KiB buffer, end with this block, before the
+    // job is awaited: a connection waiting for its job holds no buffer.
+    {
+        let mut reader = BufReader::new(&stream).take(1024);
+        if reader.read_line(&mut line).await.is_err() {
+            return;
+        }
     }
     let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => match jobs.spawn_with_handle(job(n)) {
@@ -130,28 +147,23 @@ fn main() -> Result<(), BoxError> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.get_ref().local_addr()?;
     // One thread per core by default.
-    let jobs = ThreadPool::new()?;
-    let mut pool = LocalPool::new();
-    let spawner = pool.spawner();
+    let pool = ThreadPool::new()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = serve(spawner.clone(), jobs.clone(), listener, stopped);
-    spawner.spawn_local(server)?;
 
-    // The clients are tasks on the same thread: each waits on its socket.
-    let answers = pool.run_until(async {
-        let mut asks = Vec::new();
-        for n in 0..100 {
-            let ask = async move { (n, ask(addr, n).await) };
-            asks.push(spawner.spawn_local_with_handle(ask)?);
-        }
-        Ok::<_, BoxError>(future::join_all(asks).await)
-    })?;
-    // Dropping `stop` stops the loop; `run` finishes every task left.
-    drop(stop);
-    pool.run();
-    // The pool's threads leave once `jobs` and every task are gone.
-    drop(jobs);
+    // The clients, on a thread of their own as if in another program:
+    // `join_all` polls every one of them in one `block_on`. Dropping
+    // `stop` when they are done, whatever their answers, stops the loop.
+    let clients = thread::spawn(move || {
+        let asks = (0..100).map(|n| async move { (n, ask(addr, n).await) });
+        let answers = executor::block_on(future::join_all(asks));
+        drop(stop);
+        answers
+    });
 
+    executor::block_on(serve(&pool, listener, stopped));
+    // The pool's threads leave once `pool` and every task are gone.
+    drop(pool);
+    let answers = clients.join().expect("the clients' thread panicked");
     for (n, answer) in answers {
         let expected = if n == 13 {
             format!("ERROR job {n} panicked\n")

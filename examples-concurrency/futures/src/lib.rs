@@ -5,19 +5,21 @@
 //! ```
 //!
 //! The `futures` crate defines the traits every runtime builds on, and it
-//! also ships two small executors of its own; this model uses both. The
-//! front of house is a `LocalPool` run by the calling thread: the accept
-//! loop, and a task per customer that greets, reads the order and rings it
-//! up. The kitchen is a `ThreadPool` of `--cooks` threads (default: one
-//! per core), where every cook is a task.
+//! also ships two small executors of its own: `block_on`, which runs one
+//! future on the calling thread, and a `ThreadPool`. This model uses them
+//! in the layout of a server that the other executors here share: the
+//! accept loop is the future passed to `block_on` on the calling thread,
+//! and every customer (greet, read the order, ring it up, hand over the
+//! plate) and every cook is a task on a `ThreadPool` of `--cooks` threads
+//! (default: one per core).
 //!
 //! What the runtime is made of, and what it is not (futures 0.3.34):
 //!
-//! - the **executors**: the `LocalPool` polls its tasks on the one thread
-//!   that runs it and parks that thread when none is ready; the
-//!   `ThreadPool` is `--cooks` threads named `cook-N` sharing *one* queue,
-//!   a std `mpsc` channel with a `Mutex` around each end, the same design
-//!   as `parallelism-thread-pool`. No local queues, no work-stealing;
+//! - the **executors**: `block_on` polls its one future and parks the
+//!   thread when it is not ready; the `ThreadPool` is `--cooks` threads
+//!   named `cook-N` sharing *one* queue, a std `mpsc` channel with a
+//!   `Mutex` around each end, the same design as
+//!   `parallelism-thread-pool`. No local queues, no work-stealing;
 //! - **no reactor and no timer.** futures knows how to poll and wake, not
 //!   how to wait for a socket or for time. This model takes both from one
 //!   more crate, **async-io** (smol's): `Async<TcpListener>` and
@@ -28,21 +30,21 @@
 //!   waiting in epoll and wakes the tasks, which puts each one back on its
 //!   executor's queue: one hop between threads for every wake-up.
 //!
-//! Threads: the caller (the door and the cashier), `--cooks` pool
-//! threads, and `async-io`.
+//! Threads: the caller (the door), `--cooks` pool threads (customers and
+//! cooks alike), and `async-io`.
 //!
 //! How it differs from its siblings: the fewest moving parts of any
 //! executor here, and it shows what a runtime adds to them. Unlike tokio or
-//! smol it spreads work with one locked queue, and it needs its reactor
-//! and timers from another crate. Like `concurrency-smol`, it gives the
-//! cashier a thread that no cook can take.
+//! smol it spreads work with one locked queue, it needs its reactor and
+//! timers from another crate, and its pool has no `join`.
 //!
-//! **Its weakness, measured:** that one queue, and the hop. Every spawn
-//! and every wake-up of a cook takes the same locks, and every one starts
-//! on the `async-io` thread; on `takeout`, thousands of short tasks, that
-//! is the cost to compare with the per-thread queues of tokio and smol
-//! (server CPU, in the book's results). And, as everywhere, a chop holds
-//! its pool thread until it is done.
+//! **Its weakness, measured:** as everywhere, a chop holds its pool thread
+//! until it is done, and customers share those threads with the cooks: a
+//! customer who walks in while every thread chops waits to be greeted
+//! (`tests/threads.rs`). The one locked queue and the hop through the
+//! `async-io` thread set its design apart from tokio's and smol's, but no
+//! cost of theirs is claimed here: on `takeout`, thousands of short
+//! tasks, compare its server CPU with theirs in the book's results.
 
 use std::future::Future;
 use std::io;
@@ -52,10 +54,11 @@ use std::pin::pin;
 use std::sync::mpsc;
 
 use async_io::{Async, Timer};
-use futures::executor::{LocalPool, LocalSpawner, ThreadPool};
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::executor::{self, ThreadPool};
 use futures::future::{self, FutureExt as _};
 use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use futures::task::{LocalSpawnExt as _, SpawnExt as _};
+use futures::task::SpawnExt as _;
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
 use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
@@ -64,8 +67,8 @@ use restaurant::{BoxError, Cooks, Model, Plate, Shift, Step};
 /// The model, as `main` and the tests see it.
 pub const MODEL: Model = Model {
     name: env!("CARGO_PKG_NAME"),
-    about: "Cooks as tasks on the futures crate's own ThreadPool, the \
-            cashier on its LocalPool; no reactor, so async-io's.",
+    about: "Customers and cooks as tasks on the futures crate's own \
+            ThreadPool; no reactor, so async-io's.",
     cooks: Cooks::Cores {
         what: "threads of the futures ThreadPool",
         cap: restaurant::cli::EXECUTOR_CAP,
@@ -76,9 +79,9 @@ pub const MODEL: Model = Model {
 // ANCHOR_END: model
 
 // ANCHOR: serve
-/// Starts a `ThreadPool` of `cooks` threads, runs the front of house on a
-/// `LocalPool` on the calling thread until closing time and every customer
-/// is served, then lets the pool close and waits for its threads.
+/// Starts a `ThreadPool` of `cooks` threads, runs the door on the calling
+/// thread until closing time and every customer is served, then lets the
+/// pool close and waits for its threads.
 pub fn serve(
     listener: TcpListener,
     cooks: usize,
@@ -89,7 +92,7 @@ pub fn serve(
     // leaves and then drops its copy of the closure, and with it a copy of
     // `left`; when the last copy is gone, `gone` below stops waiting.
     let (left, gone) = mpsc::channel::<usize>();
-    let kitchen = ThreadPool::builder()
+    let pool = ThreadPool::builder()
         .pool_size(cooks)
         .name_prefix("cook-")
         .before_stop(move |i| {
@@ -108,19 +111,15 @@ pub fn serve(
     // Ask the OS for it first (restaurant::limits).
     restaurant::limits::headroom(1)?;
 
-    let mut front = LocalPool::new();
-    // `run_until` polls the door, and every customer's task beside it, on
-    // this thread, parking it whenever none of them is ready.
-    let served =
-        front.run_until(door(front.spawner(), &kitchen, listener, shift));
-    // The door is shut: `run` polls the customers still inside until the
-    // last one has left (it returns once the pool has no task left).
-    front.run();
+    // `block_on` polls the door, and only the door, on this thread,
+    // parking it whenever the door is not ready. It returns once closing
+    // time has come and the last customer has left.
+    let served = executor::block_on(restaurant(&pool, listener, shift));
 
     // Every task holds a handle to the pool (to be queued again when it is
     // woken), so the pool closes only when this one and every task's are
     // gone: the threads finish what is queued, then leave.
-    drop(kitchen);
+    drop(pool);
     // Wait for every thread to leave: nothing of ours outlives `serve`
     // (the global `async-io` thread, which is not ours, stays).
     let threads_left = gone.iter().count();
@@ -140,10 +139,9 @@ async fn first<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
 
 // ANCHOR: accept
 /// The door: accepts customers until closing time, a task for each on the
-/// `LocalPool`.
-async fn door(
-    customers: LocalSpawner,
-    kitchen: &ThreadPool,
+/// pool, then waits for the last one to leave.
+async fn restaurant(
+    pool: &ThreadPool,
     listener: TcpListener,
     shift: Shift,
 ) -> Result<(), BoxError> {
@@ -151,18 +149,26 @@ async fn door(
     // `restaurant::door::bind`): makes it non-blocking and registers it
     // with the reactor.
     let listener = Async::new(listener)?;
-    // The kitchen's threads are up and the door is open.
+    // The pool's threads are up and the door is open.
     shift.open();
+    // A task spawned with `spawn_ok` has no handle, so nothing says when
+    // the last customer has left. Each customer carries a clone of
+    // `inside`; once every clone is dropped, the stream `all_gone` ends,
+    // and that is the signal.
+    let (inside, mut all_gone) = unbounded::<()>();
     loop {
         let closing = shift.closed().map(|()| None);
         match first(closing, listener.accept().map(Some)).await {
             None => break,
             Some(Ok((stream, _))) => {
-                // A `LocalPool` task must own what it uses: it gets its own
-                // handle to the kitchen (an `Arc` inside).
-                let customer = attend(stream, kitchen.clone(), shift.clone());
-                // Fails only if the `LocalPool` is gone, and it runs us.
-                customers.spawn_local(customer)?;
+                // A pool task must own what it uses: it gets its own
+                // handle to the pool (an `Arc` inside).
+                let customer =
+                    attend(stream, pool.clone(), shift.clone(), inside.clone());
+                // `spawn_ok` cannot fail, and hands nothing back: right for
+                // a task that returns nothing and catches its cook's panic
+                // itself (see the cashier).
+                pool.spawn_ok(customer);
             }
             // Out of file descriptors, or a customer who left before being
             // accepted: never fatal. Back off a little; retry.
@@ -172,34 +178,58 @@ async fn door(
             }
         }
     }
-    // Dropping the listener makes the kernel refuse newcomers.
+    // Closing time: drop the listener, so the kernel refuses newcomers,
+    // then wait for the last customer to leave.
+    drop(listener);
+    drop(inside);
+    // Imported here only: an async-io `Timer` is a `Stream` as well as a
+    // `Future`, and `map` on one would be ambiguous elsewhere.
+    use futures::StreamExt as _;
+    while all_gone.next().await.is_some() {}
     Ok(())
 }
 // ANCHOR_END: accept
 
 // ANCHOR: cashier
 /// One customer: greet, take the order, ring it up, send it to the
-/// kitchen, and hand over the plate. Many of these run at once, all on the
-/// calling thread, where no cook ever chops.
-async fn attend(stream: Async<TcpStream>, kitchen: ThreadPool, shift: Shift) {
+/// kitchen, and hand over the plate. Many of these run at once, on the
+/// pool's threads, beside the cooks. `_inside` is dropped when the
+/// customer leaves.
+async fn attend(
+    stream: Async<TcpStream>,
+    kitchen: ThreadPool,
+    shift: Shift,
+    _inside: UnboundedSender<()>,
+) {
     // A customer who hangs up costs only their own order: I/O errors on
     // this connection are theirs, so they end the visit quietly.
     let _ = async {
         // `&Async<TcpStream>` reads and writes, so one socket serves both.
         let mut writer = &stream;
         writer.write_all(wire::NEXT.as_bytes()).await?;
-        let mut line = String::new();
-        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
-        // closing time before the order is said, it was never an order.
-        let mut reader = BufReader::new(&stream).take(wire::MAX_LINE as u64);
-        let read = reader.read_line(&mut line).map(Some);
-        let patience = Timer::after(wire::PATIENCE)
-            .map(|_| Some(Err(io::ErrorKind::TimedOut.into())));
-        let closing = shift.closed().map(|()| None);
-        let Some(read) = first(read, first(patience, closing)).await else {
-            return Ok(());
+        // The line and its reader live only in this block: both are gone
+        // before the wait for the cook, most of a visit, so a waiting
+        // customer holds no read buffer (8 KiB each). The buffer keeps its
+        // default size on purpose: one of MAX_LINE would leave the rest of
+        // an oversized line unread, and closing a socket with unread bytes
+        // sends a reset that can overtake the ERROR. Bytes after the line
+        // are not part of the protocol; they go with the buffer.
+        let heard = {
+            let mut line = String::new();
+            // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+            // closing time before the order is said, it was never an order.
+            let mut reader =
+                BufReader::new(&stream).take(wire::MAX_LINE as u64);
+            let read = reader.read_line(&mut line).map(Some);
+            let patience = Timer::after(wire::PATIENCE)
+                .map(|_| Some(Err(io::ErrorKind::TimedOut.into())));
+            let closing = shift.closed().map(|()| None);
+            let Some(read) = first(read, first(patience, closing)).await else {
+                return Ok(());
+            };
+            wire::heard(read, &line)
         };
-        let mut ticket = match wire::heard(read, &line) {
+        let mut ticket = match heard {
             Heard::Order(ticket) => ticket,
             Heard::HungUp => return Ok(()),
             Heard::Refused(why) => {
@@ -208,6 +238,7 @@ async fn attend(stream: Async<TcpStream>, kitchen: ThreadPool, shift: Shift) {
                     .await;
             }
         };
+        // The till's own chop is short: fine on a pool thread.
         writer.write_all(ticket.ring_up().as_bytes()).await?;
         let id = ticket.id();
         // `spawn_with_handle` wraps the cook in a `Remote` that catches a

@@ -1049,8 +1049,36 @@ struct CustomersArgs {
     #[arg(long, value_name = "ADDR")]
     connect: SocketAddr,
 
+    /// Where the moments NEXT and PLATE arrived come from: `kernel`, the
+    /// kernel's receive stamps (Linux), so the customers' own scheduling
+    /// delay drops out; or `read`, when the customers read them
+    /// [default: kernel where the OS has them]
+    #[arg(long, value_enum, value_name = "FROM")]
+    stamps: Option<customers::Stamps>,
+
+    /// Also write every customer's visit to FILE, as JSON (a test hook)
+    #[arg(long, value_name = "FILE", hide = true)]
+    visits: Option<PathBuf>,
+
     #[command(flatten)]
     workload: WorkloadArgs,
+}
+
+/// Writes a night's visits to `file` as one JSON object: the wall-clock
+/// opening in seconds since the Unix epoch, the stamps, and the visits in
+/// order of id.
+fn write_visits(file: &Path, night: &Night) -> Result<(), BoxError> {
+    let opened = night
+        .opened_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "opened_unix_s": opened.as_secs_f64(),
+        "stamps": night.stamps,
+        "visits": night.visits,
+    });
+    std::fs::write(file, json.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()).into())
 }
 
 /// The `customers` binary: one night of customers against any server.
@@ -1064,17 +1092,25 @@ pub fn customers_main() -> ExitCode {
         eprintln!("customers: interrupted: nobody else walks in");
         flag.store(true, Ordering::SeqCst);
     });
-    let outcome = customers::visit(&workload, args.connect, &stop, || {})
-        .map_err(customers_could_not_start)
-        .and_then(|night| {
-            let unit = crate::kernel::measure_unit_quickly();
-            judge(&workload, &night, Some(unit))
-        })
-        .and_then(|mut report| {
-            report.model = format!("server at {}", args.connect);
-            print_report(&report, args.workload.json)?;
-            Ok(report)
-        });
+    let stamps = args.stamps.unwrap_or_else(customers::Stamps::best);
+    let outcome =
+        customers::visit_with(&workload, args.connect, stamps, &stop, || {})
+            .map_err(customers_could_not_start)
+            .and_then(|night| {
+                if let Some(file) = &args.visits {
+                    write_visits(file, &night)?;
+                }
+                Ok(night)
+            })
+            .and_then(|night| {
+                let unit = crate::kernel::measure_unit_quickly();
+                judge(&workload, &night, Some(unit))
+            })
+            .and_then(|mut report| {
+                report.model = format!("server at {}", args.connect);
+                print_report(&report, args.workload.json)?;
+                Ok(report)
+            });
     match outcome {
         Ok(report) if report.interrupted => ExitCode::from(130),
         Ok(_) => ExitCode::SUCCESS,

@@ -16,16 +16,24 @@
 //! [`connection_cap`] connections open: beyond that a customer waits for
 //! one to close (the load becomes partly closed-loop, and the arrival lag
 //! in the report shows by how much).
+//!
+//! The customers share two cores with the restaurant, so they are
+//! sometimes late to read what it sent. That delay is theirs, not the
+//! restaurant's: the moments `NEXT` and `PLATE` arrived are the kernel's
+//! receive stamps (`SO_TIMESTAMPNS`, read with `recvmsg`), not the moment
+//! the customer got round to reading them. Where the OS gives no stamp,
+//! read times are used and the night says so ([`Stamps`]).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -34,17 +42,21 @@ use crate::workload::{Order, Workload};
 
 /// One customer's visit, timed on the customers' side, each moment as an
 /// offset from opening.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visit {
     /// When the customer started to connect.
     pub walked_in: Option<Duration>,
     /// When the connection was made.
     pub connected: Option<Duration>,
-    /// When `NEXT` arrived.
+    /// When `NEXT` arrived (the kernel's receive stamp, where it gives one).
     pub greeted: Option<Duration>,
-    /// When `RUNG` arrived.
+    /// When the order line had been sent.
+    pub ordered: Option<Duration>,
+    /// When `RUNG` was read. Not a receive stamp: `RUNG` and `PLATE` can
+    /// arrive in one segment and share one, so no measure uses it.
     pub rung: Option<Duration>,
-    /// When `PLATE` arrived.
+    /// When `PLATE` arrived (the kernel's receive stamp, where it gives
+    /// one).
     pub plated: Option<Duration>,
     /// The digest on the plate.
     pub digest: Option<u64>,
@@ -66,6 +78,111 @@ pub struct Night {
     pub held_at_cap: u64,
     /// The customers' own CPU time.
     pub cpu: Option<Duration>,
+    /// Where the moments `NEXT` and `PLATE` arrived came from.
+    pub stamps: Stamps,
+    /// Time zero on the wall clock, to line a night up with events outside
+    /// it (a test that stops the customers' process).
+    pub opened_at: SystemTime,
+}
+
+/// Where the customers took the moment a reply arrived.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+#[derive(clap::ValueEnum)]
+pub enum Stamps {
+    /// The kernel's receive stamp (`SO_TIMESTAMPNS`): when the bytes
+    /// arrived, however late the customer read them. Linux only.
+    #[default]
+    Kernel,
+    /// The moment the customer read the bytes, which includes the
+    /// customers' own scheduling delay. Used where the OS gives no stamp,
+    /// or when asked for (to show the difference).
+    Read,
+}
+
+impl Stamps {
+    /// What this machine can give: kernel stamps on Linux, read times
+    /// elsewhere.
+    pub fn best() -> Stamps {
+        if cfg!(target_os = "linux") {
+            Stamps::Kernel
+        } else {
+            Stamps::Read
+        }
+    }
+
+    /// `kernel` or `read`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stamps::Kernel => "kernel",
+            Stamps::Read => "read",
+        }
+    }
+}
+
+/// A socket that asks for receive stamps for as long as it lives.
+///
+/// Linux stamps incoming packets only while at least one socket has asked
+/// for stamps, and turns stamping on and off through deferred work: a
+/// night whose connections all close for a moment would see the next
+/// greeting arrive unstamped. This socket keeps stamping on from before
+/// the first customer to after the last.
+struct StampKeeper {
+    #[cfg(target_os = "linux")]
+    _socket: std::net::UdpSocket,
+}
+
+impl StampKeeper {
+    /// Asks for stamps and waits (up to half a second) until a datagram to
+    /// itself comes back stamped; `None` where the OS gives no stamps.
+    #[cfg(target_os = "linux")]
+    fn start() -> Option<StampKeeper> {
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{
+            ControlMessageOwned, MsgFlags, recvmsg, setsockopt,
+            sockopt::ReceiveTimestampns,
+        };
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+        setsockopt(&socket, ReceiveTimestampns, &true).ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .ok()?;
+        let me = socket.local_addr().ok()?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            socket.send_to(b"stamp?", me).ok()?;
+            let mut byte = [0u8; 8];
+            let mut iov = [IoSliceMut::new(&mut byte)];
+            let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+            let Ok(message) = recvmsg::<()>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            ) else {
+                continue;
+            };
+            let stamped = message.cmsgs().is_ok_and(|mut cmsgs| {
+                cmsgs.any(|c| {
+                    matches!(c, ControlMessageOwned::ScmTimestampns(_))
+                })
+            });
+            if stamped {
+                return Some(StampKeeper { _socket: socket });
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start() -> Option<StampKeeper> {
+        None
+    }
 }
 
 /// How many connections the customers keep open at once at most:
@@ -180,6 +297,18 @@ pub fn visit(
     stop: &AtomicBool,
     all_in: impl FnOnce(),
 ) -> io::Result<Night> {
+    visit_with(workload, door, Stamps::best(), stop, all_in)
+}
+
+/// [`visit`], taking reply moments as `stamps` asks (kernel stamps where
+/// the OS has them, else read times).
+pub fn visit_with(
+    workload: &Workload,
+    door: SocketAddr,
+    stamps: Stamps,
+    stop: &AtomicBool,
+    all_in: impl FnOnce(),
+) -> io::Result<Night> {
     // Time for the slow talkers' pauses (tokio's timer: millisecond
     // resolution, plenty for pauses of tens of milliseconds).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -191,21 +320,35 @@ pub fn visit(
         free: Mutex::new(cap),
         freed: Condvar::new(),
     });
+    // Kernel stamps for the whole night, or read times from the start.
+    let keeper = match stamps {
+        Stamps::Kernel => StampKeeper::start(),
+        Stamps::Read => None,
+    };
+    let stamps = if keeper.is_some() {
+        Stamps::Kernel
+    } else {
+        Stamps::Read
+    };
     let (news, mut heard) = mpsc::unbounded_channel();
-    let opening = Instant::now();
+    let opening = Opening::now();
     let orders = workload.orders();
+    // Whether any customer had to fall back on read times.
+    let read_only = Arc::new(AtomicBool::new(stamps == Stamps::Read));
 
     thread::scope(|scope| {
         let handle = runtime.handle().clone();
         let pacer_slots = Arc::clone(&slots);
         let pacer_news = news.clone();
+        let pacer_read_only = Arc::clone(&read_only);
         let pacer = thread::Builder::new().name("pacer".into()).spawn_scoped(
             scope,
             move || {
                 pace(
                     orders,
                     door,
-                    opening,
+                    stamps,
+                    opening.instant,
                     stop,
                     &pacer_slots,
                     |i, visit, socket| {
@@ -213,10 +356,16 @@ pub fn visit(
                         let news = pacer_news.clone();
                         let line = orders[i].line();
                         let (id, talk) = (orders[i].id(), orders[i].talk());
+                        let read_only = Arc::clone(&pacer_read_only);
                         handle.spawn(async move {
                             let said = Said { id, line, talk };
+                            let clock = Clock {
+                                opening,
+                                stamps,
+                                read_only: &read_only,
+                            };
                             let visit =
-                                converse(socket, visit, &said, opening, &news)
+                                converse(socket, visit, &said, &clock, &news)
                                     .await;
                             drop(slot);
                             let _ = news.send(News::Left(i, visit));
@@ -256,12 +405,20 @@ pub fn visit(
         });
         let held = pacer.join().unwrap_or(0);
         let interrupted = stop.load(Ordering::SeqCst);
+        drop(keeper);
+        let stamps = if read_only.load(Ordering::SeqCst) {
+            Stamps::Read
+        } else {
+            Stamps::Kernel
+        };
         Ok(Night {
             visits,
             interrupted,
             cap,
             held_at_cap: held,
             cpu: crate::probe::own_cpu_time(),
+            stamps,
+            opened_at: opening.wall,
         })
     })
 }
@@ -269,9 +426,11 @@ pub fn visit(
 /// The pacer: for each order in arrival order, waits for a free slot and
 /// for the arrival time, then starts the connection and hands it on.
 /// Returns how many customers had to wait for a slot.
+#[allow(clippy::too_many_arguments)]
 fn pace(
     orders: &[Order],
     door: SocketAddr,
+    stamps: Stamps,
     opening: Instant,
     stop: &AtomicBool,
     slots: &Slots,
@@ -308,7 +467,7 @@ fn pace(
             walked_in: Some(opening.elapsed()),
             ..Visit::default()
         };
-        let socket = match start_connect(door) {
+        let socket = match start_connect(door, stamps) {
             Ok(socket) => Some(socket),
             Err(e) => {
                 visit.trouble = Some(format!("could not connect: {e}"));
@@ -343,12 +502,24 @@ fn precise_timers() {
 
 /// Starts a non-blocking connect to `door` and returns the socket at once,
 /// the handshake under way.
-fn start_connect(door: SocketAddr) -> io::Result<StdStream> {
+fn start_connect(door: SocketAddr, stamps: Stamps) -> io::Result<StdStream> {
     let socket = Socket::new(
         Domain::for_address(door),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
+    // Asked before connecting, so that the greeting, which a server may
+    // send the moment it accepts, is stamped too. (The kernel stamps
+    // incoming packets only while some socket has asked for stamps.) A
+    // refusal is no error: the customer's reads then carry no stamp and
+    // the night says it used read times.
+    #[cfg(target_os = "linux")]
+    if stamps == Stamps::Kernel {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+        let _ = setsockopt(&socket, ReceiveTimestampns, &true);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stamps;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.set_tcp_keepalive(&KEEPALIVE)?;
@@ -393,18 +564,59 @@ struct Said {
     talk: Duration,
 }
 
+/// Time zero, on both of the clocks a night reads: the monotonic clock
+/// for the customers' own moments, the wall clock for the kernel's stamps
+/// (`SO_TIMESTAMPNS` stamps with `CLOCK_REALTIME`). Taken one after the
+/// other, so the two differ by a few nanoseconds at most.
+#[derive(Clone, Copy, Debug)]
+struct Opening {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Opening {
+    fn now() -> Opening {
+        Opening {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Now, as an offset from opening.
+    fn elapsed(&self) -> Duration {
+        self.instant.elapsed()
+    }
+
+    /// A kernel stamp (since the Unix epoch) as an offset from opening.
+    fn stamp(&self, since_epoch: Duration) -> Duration {
+        let opening = self
+            .wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        since_epoch.saturating_sub(opening)
+    }
+}
+
+/// How a customer takes the moment a reply arrived.
+struct Clock<'a> {
+    opening: Opening,
+    stamps: Stamps,
+    /// Set when a read came without a stamp.
+    read_only: &'a AtomicBool,
+}
+
 /// One customer's conversation with the restaurant.
 async fn converse(
     socket: Option<StdStream>,
     mut visit: Visit,
     said: &Said,
-    opening: Instant,
+    clock: &Clock<'_>,
     news: &mpsc::UnboundedSender<News>,
 ) -> Visit {
     let mut settled = false;
     if let Some(socket) = socket
         && let Err(trouble) =
-            talk(socket, &mut visit, said, opening, news, &mut settled).await
+            talk(socket, &mut visit, said, clock, news, &mut settled).await
     {
         visit.trouble = Some(trouble);
     }
@@ -418,7 +630,7 @@ async fn talk(
     socket: StdStream,
     visit: &mut Visit,
     said: &Said,
-    opening: Instant,
+    clock: &Clock<'_>,
     news: &mpsc::UnboundedSender<News>,
     settled: &mut bool,
 ) -> Result<(), String> {
@@ -428,44 +640,42 @@ async fn talk(
     if let Some(e) = stream.take_error().map_err(cut)? {
         return Err(format!("could not connect: {e}"));
     }
-    visit.connected = Some(opening.elapsed());
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
-    let mut buf = String::new();
+    visit.connected = Some(clock.opening.elapsed());
+    let mut replies = Replies::new(stream, clock);
 
-    expect(&mut reader, &mut buf, "NEXT", |r| r == Reply::Next).await?;
-    visit.greeted = Some(opening.elapsed());
+    visit.greeted = Some(replies.expect("NEXT", |r| r == Reply::Next).await?);
     // A slow talker keeps the listener waiting before the line arrives.
     if !said.talk.is_zero() {
         tokio::time::sleep(said.talk).await;
     }
-    writer.write_all(said.line.as_bytes()).await.map_err(cut)?;
+    replies
+        .stream
+        .write_all(said.line.as_bytes())
+        .await
+        .map_err(cut)?;
+    visit.ordered = Some(clock.opening.elapsed());
     let id = said.id;
 
-    expect(&mut reader, &mut buf, "RUNG", |r| r == Reply::Rung(id)).await?;
-    visit.rung = Some(opening.elapsed());
+    replies.expect("RUNG", |r| r == Reply::Rung(id)).await?;
+    visit.rung = Some(clock.opening.elapsed());
     *settled = true;
     let _ = news.send(News::Settled);
 
     let mut digest = None;
-    expect(&mut reader, &mut buf, "PLATE", |r| match r {
-        Reply::Plate(i, d) if i == id => {
-            digest = Some(d);
-            true
-        }
-        _ => false,
-    })
-    .await?;
-    visit.plated = Some(opening.elapsed());
+    let plated = replies
+        .expect("PLATE", |r| match r {
+            Reply::Plate(i, d) if i == id => {
+                digest = Some(d);
+                true
+            }
+            _ => false,
+        })
+        .await?;
+    visit.plated = Some(plated);
     visit.digest = digest;
 
     // The restaurant hangs up after the plate; anything more is a fault.
-    let mut rest = Vec::new();
-    (&mut reader)
-        .take(wire::MAX_LINE as u64)
-        .read_to_end(&mut rest)
-        .await
-        .map_err(cut)?;
+    let rest = replies.rest().await.map_err(cut)?;
     if !rest.is_empty() {
         let more = String::from_utf8_lossy(&rest);
         return Err(format!("more after the plate: {:?}", more.trim_end()));
@@ -473,26 +683,178 @@ async fn talk(
     Ok(())
 }
 
-/// Reads one line and checks it is the reply expected; an `ERROR`, an
-/// early end or any other line is the customer's trouble, quoted.
-async fn expect(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    buf: &mut String,
-    what: &str,
-    ok: impl FnOnce(Reply) -> bool,
-) -> Result<(), String> {
-    buf.clear();
-    let n = reader
-        .take(wire::MAX_LINE as u64)
-        .read_line(buf)
-        .await
-        .map_err(|e| format!("connection lost waiting for {what}: {e}"))?;
-    if n == 0 {
-        return Err(format!("the restaurant hung up before {what}"));
+/// The replies on one connection, a line at a time, each with the moment
+/// its last byte arrived.
+///
+/// It reads the whole `TcpStream` through `try_io`, so that on Linux the
+/// read is a `recvmsg` that also brings the kernel's receive stamp of the
+/// data it returns (`SO_TIMESTAMPNS`; for TCP, the stamp of the last
+/// segment the call read). A line's moment is the stamp of the read that
+/// brought its newline.
+struct Replies<'a> {
+    stream: TcpStream,
+    clock: &'a Clock<'a>,
+    /// Bytes received and not yet taken as lines.
+    pending: Vec<u8>,
+    /// When the bytes of the last read arrived.
+    arrived: Duration,
+}
+
+impl<'a> Replies<'a> {
+    fn new(stream: TcpStream, clock: &'a Clock<'a>) -> Replies<'a> {
+        Replies {
+            stream,
+            clock,
+            pending: Vec::new(),
+            arrived: Duration::ZERO,
+        }
     }
-    match wire::parse_reply(buf) {
-        Some(Reply::Error(reason)) => Err(format!("turned away: {reason}")),
-        Some(reply) if ok(reply.clone()) => Ok(()),
-        _ => Err(format!("expected {what}, heard {:?}", buf.trim_end())),
+
+    /// Reads one line and checks it is the reply expected; returns when it
+    /// arrived. An `ERROR`, an early end or any other line is the
+    /// customer's trouble, quoted.
+    async fn expect(
+        &mut self,
+        what: &str,
+        ok: impl FnOnce(Reply) -> bool,
+    ) -> Result<Duration, String> {
+        let (line, at) = self
+            .line()
+            .await
+            .map_err(|e| format!("connection lost waiting for {what}: {e}"))?
+            .ok_or_else(|| format!("the restaurant hung up before {what}"))?;
+        match wire::parse_reply(&line) {
+            Some(Reply::Error(reason)) => Err(format!("turned away: {reason}")),
+            Some(reply) if ok(reply.clone()) => Ok(at),
+            _ => Err(format!("expected {what}, heard {:?}", line.trim_end())),
+        }
+    }
+
+    /// The next line, newline included, and when it arrived; `None` at
+    /// end-of-file before a whole line. At most [`wire::MAX_LINE`] bytes:
+    /// a longer line is handed over cut, and fails to parse.
+    async fn line(&mut self) -> io::Result<Option<(String, Duration)>> {
+        let mut searched = 0;
+        loop {
+            if let Some(at) = self.pending[searched..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| searched + i)
+                .filter(|&end| end < wire::MAX_LINE)
+            {
+                let line: Vec<u8> = self.pending.drain(..=at).collect();
+                let line = String::from_utf8_lossy(&line).into_owned();
+                return Ok(Some((line, self.arrived)));
+            }
+            if self.pending.len() >= wire::MAX_LINE {
+                let line: Vec<u8> =
+                    self.pending.drain(..wire::MAX_LINE).collect();
+                let line = String::from_utf8_lossy(&line).into_owned();
+                return Ok(Some((line, self.arrived)));
+            }
+            searched = self.pending.len();
+            if self.fill().await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Whatever the restaurant sends before it hangs up, up to a line's
+    /// worth.
+    async fn rest(&mut self) -> io::Result<Vec<u8>> {
+        while self.pending.len() < wire::MAX_LINE {
+            if self.fill().await? == 0 {
+                break;
+            }
+        }
+        self.pending.truncate(wire::MAX_LINE);
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    /// One read into `pending`, noting when its bytes arrived; 0 at
+    /// end-of-file.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 512];
+        loop {
+            self.stream.readable().await?;
+            match self.receive(&mut chunk) {
+                Ok((n, stamp)) => {
+                    self.arrived = match stamp {
+                        Some(since_epoch) => {
+                            self.clock.opening.stamp(since_epoch)
+                        }
+                        None => {
+                            if self.clock.stamps == Stamps::Kernel && n > 0 {
+                                self.clock
+                                    .read_only
+                                    .store(true, Ordering::SeqCst);
+                            }
+                            self.clock.opening.elapsed()
+                        }
+                    };
+                    self.pending.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                // A readiness event with nothing to read: wait again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One non-blocking read, with the kernel's receive stamp (since the
+    /// Unix epoch) when there is one.
+    #[cfg(target_os = "linux")]
+    fn receive(
+        &self,
+        chunk: &mut [u8],
+    ) -> io::Result<(usize, Option<Duration>)> {
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        if self.clock.stamps == Stamps::Read {
+            return self.read_plain(chunk);
+        }
+        let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let mut iov = [IoSliceMut::new(chunk)];
+        // `try_io` clears tokio's readiness when the read would block, as
+        // tokio's own reads do, so the next `readable()` really waits.
+        let message = self.stream.try_io(Interest::READABLE, || {
+            recvmsg::<()>(
+                self.stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)
+        })?;
+        let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|cmsg| match cmsg {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let secs = u64::try_from(ts.tv_sec()).ok()?;
+                    let nanos = u32::try_from(ts.tv_nsec()).ok()?;
+                    Some(Duration::new(secs, nanos))
+                }
+                _ => None,
+            })
+        });
+        Ok((message.bytes, stamp))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn receive(
+        &self,
+        chunk: &mut [u8],
+    ) -> io::Result<(usize, Option<Duration>)> {
+        self.read_plain(chunk)
+    }
+
+    /// A plain non-blocking read (tokio's `try_read`): no stamp.
+    fn read_plain(
+        &self,
+        chunk: &mut [u8],
+    ) -> io::Result<(usize, Option<Duration>)> {
+        self.stream.try_read(chunk).map(|n| (n, None))
     }
 }

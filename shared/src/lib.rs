@@ -43,6 +43,7 @@ pub mod door;
 pub mod fault;
 pub mod kernel;
 pub mod limits;
+pub mod null;
 mod plate;
 pub mod probe;
 mod recipe;
@@ -75,4 +76,15 @@ pub const SEQUENTIAL: Model = Model {
     cooks: Cooks::One,
     waiters: None,
     serve: sequential::serve,
+};
+
+/// The null restaurant, the yardstick's floor: it answers every order
+/// with the right digest without chopping (see [`null`]).
+pub const NULL_RESTAURANT: Model = Model {
+    name: "null-restaurant",
+    about: "Answers every order with the right digest without chopping, \
+            and sleeps through each simmer: the customers' own floor.",
+    cooks: Cooks::One,
+    waiters: None,
+    serve: null::serve,
 };

@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::customers::Night;
+use crate::customers::{Night, Stamps};
 use crate::workload::{Checksum, Preset, Workload};
 
 /// The version of the JSON report's layout.
-pub const SCHEMA_VERSION: u32 = 2;
+///
+/// 3: `lower_bound_s` is from the scheduled arrivals; the bound from the
+/// moments customers really walked in is `bound_as_kept_s`; new
+/// `kitchen_time` and `stamps`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Exact nearest-rank percentiles of a set of durations, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,12 +110,20 @@ pub struct Report {
     pub checksum: String,
     /// Opening to the last plate, in seconds.
     pub makespan_s: f64,
-    /// The physical limit for this night, in seconds: the workload's lower
-    /// bound with every order arriving when its customer really walked in
-    /// (`Workload::lower_bound_at`), at the unit the customers measured;
-    /// `null` when not measured. Efficiency = this ÷ makespan.
+    /// The physical limit for this workload, in seconds: no model can
+    /// finish sooner with every customer arriving on schedule
+    /// (`Workload::lower_bound`), at the unit of chopping the customers
+    /// timed after the night; `null` when not measured. Efficiency = this
+    /// ÷ makespan. (`compare` divides by one bound per stage instead,
+    /// from one unit timed once.)
     #[serde(default)]
     pub lower_bound_s: Option<f64>,
+    /// The same bound with every order arriving when its customer really
+    /// walked in: the schedule as the customers kept it. A customer who
+    /// walked in late moves it later, so it is never a divisor: it shows
+    /// how much of the makespan the customers' own lateness explains.
+    #[serde(default)]
+    pub bound_as_kept_s: Option<f64>,
     /// CPU time of the server, in seconds; `null` where unknown.
     pub cpu_s: Option<f64>,
     /// `NEXT` received − walked in: how long customers stood at the door
@@ -119,10 +131,18 @@ pub struct Report {
     pub counter_wait: Option<Percentiles>,
     /// `PLATE` received − walked in.
     pub order_latency: Option<Percentiles>,
+    /// `PLATE` received − order line sent: the kitchen's time, which the
+    /// customer's own talking cannot inflate.
+    #[serde(default)]
+    pub kitchen_time: Option<Percentiles>,
     /// Connected − walked in.
     pub connect_wait: Option<Percentiles>,
     /// Walked in − scheduled arrival: the customers' own lateness.
     pub arrival_lag: Option<Percentiles>,
+    /// Where the moments `NEXT` and `PLATE` arrived came from: `kernel`
+    /// (receive stamps) or `read` (when the customers read them).
+    #[serde(default = "read_stamps")]
+    pub stamps: Stamps,
     /// The customers' own CPU time, in seconds.
     pub customers_cpu_s: Option<f64>,
     /// The most connections the customers kept open at once.
@@ -142,6 +162,11 @@ pub struct Report {
     pub interrupted: bool,
     /// The machine.
     pub host: Host,
+}
+
+/// Reports from before schema 3 took every moment when it was read.
+fn read_stamps() -> Stamps {
+    Stamps::Read
 }
 
 impl Report {
@@ -194,11 +219,14 @@ impl Report {
             checksum: checksum.to_string(),
             makespan_s: makespan.as_secs_f64(),
             lower_bound_s: None,
+            bound_as_kept_s: None,
             cpu_s: cost.cpu.map(|d| d.as_secs_f64()),
             counter_wait: between(|v| v.walked_in, |v| v.greeted),
             order_latency: between(|v| v.walked_in, |v| v.plated),
+            kitchen_time: between(|v| v.ordered, |v| v.plated),
             connect_wait: between(|v| v.walked_in, |v| v.connected),
             arrival_lag: Percentiles::of(lags),
+            stamps: night.stamps,
             customers_cpu_s: night.cpu.map(|d| d.as_secs_f64()),
             connection_cap: night.cap as u64,
             held_at_cap: night.held_at_cap,
@@ -209,9 +237,10 @@ impl Report {
         }
     }
 
-    /// Sets the night's lower bound, taking each order's arrival as the
-    /// moment its customer walked in (the scheduled one for a customer who
-    /// never did), one unit of work taking `unit`, on this machine's cores.
+    /// Sets the workload's lower bound (arrivals as scheduled) and the
+    /// bound as the schedule was kept (each order's arrival the moment its
+    /// customer walked in; the scheduled one for a customer who never
+    /// did), one unit of work taking `unit`, on this machine's cores.
     pub fn with_lower_bound(
         mut self,
         workload: &Workload,
@@ -231,7 +260,9 @@ impl Report {
             unit,
             self.host.cores,
         );
-        self.lower_bound_s = Some(bound.as_secs_f64());
+        self.bound_as_kept_s = Some(bound.as_secs_f64());
+        let scheduled = workload.lower_bound(unit, self.host.cores);
+        self.lower_bound_s = Some(scheduled.as_secs_f64());
         self
     }
 
@@ -330,6 +361,7 @@ impl fmt::Display for Report {
         }
         for (name, p) in [
             ("counter wait ", self.counter_wait),
+            ("kitchen time ", self.kitchen_time),
             ("order latency", self.order_latency),
             ("connect wait ", self.connect_wait),
             ("arrival lag  ", self.arrival_lag),
@@ -344,6 +376,13 @@ impl fmt::Display for Report {
                 )?,
                 None => writeln!(f, "  {name}  n/a (no orders)")?,
             }
+        }
+        if self.stamps == Stamps::Read {
+            writeln!(
+                f,
+                "  stamps         read times: this OS gave no receive \
+                 stamps, so the customers' own delays are in the waits"
+            )?;
         }
         let late = self.arrival_lag.map_or(0.0, |p| p.p99);
         if self.held_at_cap > 0 {

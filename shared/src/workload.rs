@@ -251,8 +251,14 @@ impl Order {
 /// The digest a correctly cooked order ends with, computed without chopping
 /// (the rule is in [`crate::kernel`]'s documentation).
 pub fn expected_digest(order: &Order) -> u64 {
-    let mut digest = kernel::mix(kernel::jump(order.start, RING_UP.units()));
-    for step in order.steps.iter() {
+    digest_without_chopping(order.start, &order.steps)
+}
+
+/// The digest of a ring-up from `start` followed by the chops of `steps`,
+/// computed by jumping the kernel's generator instead of running it.
+pub(crate) fn digest_without_chopping(start: u64, steps: &[Step]) -> u64 {
+    let mut digest = kernel::mix(kernel::jump(start, RING_UP.units()));
+    for step in steps {
         if let Step::Chop(work) = step {
             digest = kernel::mix(kernel::jump(digest, work.units()));
         }

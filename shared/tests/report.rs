@@ -33,6 +33,7 @@ fn night(workload: &Workload) -> restaurant::customers::Night {
                 walked_in: Some(o.arrival() + Duration::from_micros(50)),
                 connected: ms(1),
                 greeted: ms(2),
+                ordered: ms(2),
                 rung: ms(3),
                 plated: ms(9),
                 digest: Some(restaurant::expected_digest(o)),
@@ -43,6 +44,8 @@ fn night(workload: &Workload) -> restaurant::customers::Night {
         cap: 1000,
         held_at_cap: 0,
         cpu: Some(Duration::from_millis(3)),
+        stamps: restaurant::customers::Stamps::Kernel,
+        opened_at: std::time::SystemTime::now(),
     }
 }
 
@@ -60,7 +63,7 @@ fn the_json_report_has_the_pinned_fields() {
     let json = report.to_json();
     assert!(!json.contains('\n'), "one line");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["schema_version"], 2);
+    assert_eq!(v["schema_version"], 3);
     assert_eq!(v["model"], "sequential");
     assert_eq!(v["preset"], "big-order");
     assert_eq!(v["seed"], 2);
@@ -75,6 +78,7 @@ fn the_json_report_has_the_pinned_fields() {
     assert_eq!(v["customers_cpu_s"], 0.003);
     for key in [
         "counter_wait",
+        "kitchen_time",
         "order_latency",
         "connect_wait",
         "arrival_lag",
@@ -85,6 +89,9 @@ fn the_json_report_has_the_pinned_fields() {
         assert!(v[key]["p50"].as_f64() <= v[key]["max"].as_f64());
     }
     assert_eq!(v["arrival_lag"]["max"], 50e-6);
+    // Order sent at 2 ms, plate at 9 ms.
+    assert_eq!(v["kitchen_time"]["max"], 0.007);
+    assert_eq!(v["stamps"], "kernel");
     assert!(v["peak_rss_bytes"].is_null());
     assert_eq!(v["peak_threads"], 1);
     assert_eq!(v["interrupted"], false);

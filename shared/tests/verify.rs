@@ -21,6 +21,7 @@ fn served(workload: &Workload) -> Night {
                 walked_in: at(1),
                 connected: at(1),
                 greeted: at(2),
+                ordered: at(2),
                 rung: at(3),
                 plated: at(4),
                 digest: Some(expected_digest(order)),
@@ -31,6 +32,8 @@ fn served(workload: &Workload) -> Night {
         cap: 100,
         held_at_cap: 0,
         cpu: None,
+        stamps: restaurant::customers::Stamps::Kernel,
+        opened_at: std::time::SystemTime::now(),
     }
 }
 

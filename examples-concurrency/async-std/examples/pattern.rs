@@ -94,9 +94,13 @@ async fn serve(listener: TcpListener, stop: Receiver<()>) {
 /// answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
 async fn handle(stream: TcpStream, _open: Sender<()>) {
     let mut line = String::new();
-    let mut reader = BufReader::new(&stream).take(1024);
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+    // The reader, and its 8 KiB buffer, end with this block, before the
+    // job is awaited: a connection waiting for its job holds no buffer.
+    {
+        let mut reader = BufReader::new(&stream).take(1024);
+        if reader.read_line(&mut line).await.is_err() {
+            return;
+        }
     }
     let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => {

@@ -40,21 +40,20 @@
 //! `ASYNC_GLOBAL_EXECUTOR_THREADS` of them), and `async-io`.
 //!
 //! How it differs from its siblings: the same executor and reactor as
-//! `concurrency-smol`, hidden behind std-like global functions. There is
-//! no runtime value to build, size or drop, and no stable way to choose
-//! which threads run a task: customers and cooks share the runtime's
-//! threads, as in `concurrency-tokio`, where smol's model gives the
-//! cashier a thread of its own.
+//! `concurrency-smol`, and the same layout (the door on the calling
+//! thread, customers and cooks as tasks on the executor's threads), hidden
+//! behind std-like global functions. There is no runtime value to build,
+//! size or drop.
 //!
 //! **Its weakness, measured:** not the executor, which is smol's. It is
-//! that its global runtime cannot be configured, shut down or told which
-//! thread runs which task from code: its customers wait behind chopping
-//! cooks on `big-order` (the counter wait), where smol's cashier, on a
-//! thread of its own, does not; `--cooks` has to travel through a
-//! configuration read once per process; the runtime threads are still
-//! there after `serve` returns; and a dropped `JoinHandle` detaches its
-//! task instead of cancelling it, so knowing when every customer has left
-//! takes a mechanism of our own. And it is unmaintained.
+//! that its global runtime cannot be configured or shut down from code:
+//! `--cooks` has to travel through a configuration read once per process;
+//! the runtime threads are still there after `serve` returns; and a
+//! dropped `JoinHandle` detaches its task instead of cancelling it, so
+//! knowing when every customer has left takes a mechanism of our own. As
+//! in every executor here, a customer who walks in while every runtime
+//! thread chops waits to be greeted (`tests/threads.rs`). And it is
+//! unmaintained.
 
 use std::net::TcpListener as StdListener;
 use std::panic::AssertUnwindSafe;
@@ -241,21 +240,35 @@ async fn attend(stream: TcpStream, shift: Shift, _inside: Sender<()>) {
         // `&TcpStream` reads and writes, so one socket serves both.
         let mut writer = &stream;
         writer.write_all(wire::NEXT.as_bytes()).await?;
-        let mut line = String::new();
-        // At most MAX_LINE bytes, for at most PATIENCE (`io::timeout`
-        // fails with `TimedOut`); and if it is closing time before the
-        // order is said, it was never an order.
-        let mut reader = BufReader::new(&stream).take(wire::MAX_LINE as u64);
-        let read =
-            async_std::io::timeout(wire::PATIENCE, reader.read_line(&mut line));
-        let closing = async {
-            shift.closed().await;
-            None
+        // The line and its reader live only in this block: both are gone
+        // before the wait for the cook, most of a visit, so a waiting
+        // customer holds no read buffer (8 KiB each). The buffer keeps its
+        // default size on purpose: one of MAX_LINE would leave the rest of
+        // an oversized line unread, and closing a socket with unread bytes
+        // sends a reset that can overtake the ERROR. Bytes after the line
+        // are not part of the protocol; they go with the buffer.
+        let heard = {
+            let mut line = String::new();
+            // At most MAX_LINE bytes, for at most PATIENCE (`io::timeout`
+            // fails with `TimedOut`); and if it is closing time before the
+            // order is said, it was never an order.
+            let mut reader =
+                BufReader::new(&stream).take(wire::MAX_LINE as u64);
+            let read = async_std::io::timeout(
+                wire::PATIENCE,
+                reader.read_line(&mut line),
+            );
+            let closing = async {
+                shift.closed().await;
+                None
+            };
+            let Some(read) = closing.or(async { Some(read.await) }).await
+            else {
+                return Ok(());
+            };
+            wire::heard(read, &line)
         };
-        let Some(read) = closing.or(async { Some(read.await) }).await else {
-            return Ok(());
-        };
-        let mut ticket = match wire::heard(read, &line) {
+        let mut ticket = match heard {
             Heard::Order(ticket) => ticket,
             Heard::HungUp => return Ok(()),
             Heard::Refused(why) => {

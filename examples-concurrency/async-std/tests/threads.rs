@@ -106,8 +106,8 @@ fn customers_wait_for_a_runtime_thread_that_chops() {
     drop((first, greeted));
     server.finish().expect("closes");
 
-    // Greeted only once the chop was over: in smol's model, whose cashier
-    // has a thread of its own, the greeting comes at once.
+    // Greeted only once the chop was over: customers and cooks share the
+    // runtime's threads, as in every executor's model here.
     assert!(
         door_wait >= chop / 2,
         "greeted after {door_wait:?}, while the chop took {chop:?}"

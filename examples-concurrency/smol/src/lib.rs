@@ -46,10 +46,11 @@
 //! **Its weakness, measured:** a chop holds its executor thread until it
 //! is done, and customers share those threads with the cooks: a customer
 //! who walks in while every thread chops waits to be greeted, as in tokio
-//! (`tests/threads.rs`). And precise timers cost system calls: async-io re-arms a timerfd on every
-//! turn of the reactor, and every new timer nudges the reactor with an
-//! eventfd write; `strace -f -c` on `takeout`, thousands of timers in a
-//! burst, counts them (tokio's run makes no `timerfd_settime` at all).
+//! (`tests/threads.rs`). And precise timers cost system calls: async-io
+//! re-arms a timerfd on every turn of the reactor, and every new timer
+//! nudges the reactor with an eventfd write; `strace -f -c` on
+//! `takeout`, thousands of timers in a burst, counts them (tokio's run
+//! makes no `timerfd_settime` at all).
 
 use std::io;
 use std::net::{TcpListener, TcpStream};

@@ -136,9 +136,13 @@ async fn serve(
 async fn handle(mut stream: TcpStream, worker: mpsc::Sender<Request>) {
     let (reader, mut writer) = stream.split();
     let mut line = String::new();
-    let mut reader = BufReader::new(reader).take(1024);
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+    // The reader, and its 8 KiB buffer, end with this block, before the
+    // job is awaited: a connection waiting for its job holds no buffer.
+    {
+        let mut reader = BufReader::new(reader).take(1024);
+        if reader.read_line(&mut line).await.is_err() {
+            return;
+        }
     }
     let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => match job(&worker, n).await {

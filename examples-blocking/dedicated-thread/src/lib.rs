@@ -233,18 +233,28 @@ async fn attend(mut stream: TcpStream, rail: mpsc::Sender<Chop>, shift: Shift) {
     let _ = async {
         stream.write_all(wire::NEXT.as_bytes()).await?;
         let (reader, mut writer) = stream.split();
-        let mut line = String::new();
-        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
-        // closing time before the order is said, it was never an order.
-        let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
-        let read = reader.read_line(&mut line);
-        let read = tokio::select! {
-            read = timeout(wire::PATIENCE, read) => {
-                read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-            }
-            () = shift.closed() => return Ok(()),
+        // The line and its reader live only in this block: both are gone
+        // before the wait for the cook, most of a visit, so a waiting
+        // customer holds no read buffer (8 KiB each). The buffer keeps its
+        // default size on purpose: one of MAX_LINE would leave the rest of
+        // an oversized line unread, and closing a socket with unread bytes
+        // sends a reset that can overtake the ERROR. Bytes after the line
+        // are not part of the protocol; they go with the buffer.
+        let heard = {
+            let mut line = String::new();
+            // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+            // closing time before the order is said, it was never an order.
+            let mut reader = BufReader::new(reader).take(wire::MAX_LINE as u64);
+            let read = reader.read_line(&mut line);
+            let read = tokio::select! {
+                read = timeout(wire::PATIENCE, read) => {
+                    read.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+                }
+                () = shift.closed() => return Ok(()),
+            };
+            wire::heard(read, &line)
         };
-        let mut ticket = match wire::heard(read, &line) {
+        let mut ticket = match heard {
             Heard::Order(ticket) => ticket,
             Heard::HungUp => return Ok(()),
             Heard::Refused(why) => {

@@ -121,9 +121,13 @@ async fn serve(
 /// <result>`, or `ERROR …` if its work panicked.
 async fn handle(mut stream: TcpStream, _inside: Sender<()>) {
     let mut line = String::new();
-    let mut reader = BufReader::new(stream.clone()).take(1024);
-    if reader.read_line(&mut line).await.is_err() {
-        return;
+    // The reader, and its 8 KiB buffer, end with this block, before the
+    // job is awaited: a connection waiting for its job holds no buffer.
+    {
+        let mut reader = BufReader::new(stream.clone()).take(1024);
+        if reader.read_line(&mut line).await.is_err() {
+            return;
+        }
     }
     let reply = match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => match job(n).await {

@@ -157,26 +157,36 @@ async fn attend(mut stream: TcpStream, shift: Shift, _inside: Sender<()>) {
     // ends quietly.
     let _ = async {
         stream.write_all(wire::NEXT.as_bytes()).await?;
-        let mut line = String::new();
-        // A TcpStream of async-net is a shared handle: one clone reads.
-        let mut reader =
-            BufReader::new(stream.clone()).take(wire::MAX_LINE as u64);
-        // At most MAX_LINE bytes, for at most PATIENCE; and if it is
-        // closing time before the order is said, it was never an order.
-        let patience = async {
-            Timer::after(wire::PATIENCE).await;
-            Err(io::ErrorKind::TimedOut.into())
+        // The line and its reader live only in this block: both are gone
+        // before the wait for the cook, most of a visit, so a waiting
+        // customer holds no read buffer (8 KiB each). The buffer keeps its
+        // default size on purpose: one of MAX_LINE would leave the rest of
+        // an oversized line unread, and closing a socket with unread bytes
+        // sends a reset that can overtake the ERROR. Bytes after the line
+        // are not part of the protocol; they go with the buffer.
+        let heard = {
+            let mut line = String::new();
+            // A TcpStream of async-net is a shared handle: one clone reads.
+            let mut reader =
+                BufReader::new(stream.clone()).take(wire::MAX_LINE as u64);
+            // At most MAX_LINE bytes, for at most PATIENCE; and if it is
+            // closing time before the order is said, it was never an order.
+            let patience = async {
+                Timer::after(wire::PATIENCE).await;
+                Err(io::ErrorKind::TimedOut.into())
+            };
+            let read =
+                async { Some(reader.read_line(&mut line).or(patience).await) };
+            let closing = async {
+                shift.closed().await;
+                None
+            };
+            let Some(read) = read.or(closing).await else {
+                return Ok(());
+            };
+            wire::heard(read, &line)
         };
-        let read =
-            async { Some(reader.read_line(&mut line).or(patience).await) };
-        let closing = async {
-            shift.closed().await;
-            None
-        };
-        let Some(read) = read.or(closing).await else {
-            return Ok(());
-        };
-        let mut ticket = match wire::heard(read, &line) {
+        let mut ticket = match heard {
             Heard::Order(ticket) => ticket,
             Heard::HungUp => return Ok(()),
             Heard::Refused(why) => {

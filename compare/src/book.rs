@@ -46,6 +46,9 @@ pub fn write(
     for (stage, rows) in results {
         let name = stage.preset.name();
         let mut md = format!("{GENERATED}\n\n**{}**\n\n", stage.headline());
+        if let Some(floor) = stage.floor_line() {
+            let _ = writeln!(md, "{floor}\n");
+        }
         md.push_str(&render::markdown(stage, rows, limit));
         let failures = render::failures(rows);
         if !failures.is_empty() {
@@ -55,7 +58,7 @@ pub fn write(
             }
         }
         md.push('\n');
-        md.push_str(&verdict(rows));
+        md.push_str(&verdict(stage, rows));
         let _ = writeln!(md, "\n{footer}");
         fs::write(dir.join(format!("{name}.md")), md)?;
 
@@ -128,7 +131,7 @@ fn beside(
                     render::pct(r.counter_wait, |p| p.p99),
                     render::pct(r.order_latency, |p| p.p99),
                     render::secs(r.cpu_s),
-                    r.peak_rss_bytes.map_or("n/a".into(), mebibytes),
+                    r.peak_pss_bytes.map_or("n/a".into(), mebibytes),
                 ),
                 Outcome::Dnf => "DNF | | | | |".to_owned(),
                 Outcome::Failed(_) => "FAILED | | | | |".to_owned(),
@@ -183,9 +186,9 @@ fn mapping(results: &[(Stage, Vec<Row>)], footer: &str) -> String {
 
 /// The verdict under a table, as markdown: its head in bold, a bullet
 /// per leader.
-fn verdict(rows: &[Row]) -> String {
+fn verdict(stage: &Stage, rows: &[Row]) -> String {
     let mut md = String::new();
-    for line in render::verdict(rows) {
+    for line in render::verdict(stage, rows) {
         match line.strip_prefix("verdict") {
             Some(rest) => {
                 let rest = rest.trim_end_matches(':');
@@ -499,7 +502,7 @@ const PANELS: [Panel; 5] = [
     Panel {
         title: "memory (MiB)",
         log: false,
-        value: |_, _, r| r.peak_rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
+        value: |_, _, r| r.peak_pss_bytes.map(|b| b as f64 / (1024.0 * 1024.0)),
     },
 ];
 
@@ -675,6 +678,9 @@ pub fn sweep_table(
             let mine: Vec<Row> =
                 rows.iter().filter(|r| r.model == model).cloned().collect();
             let mut md = format!("{GENERATED}\n\n**{}**\n\n", stage.headline());
+            if let Some(floor) = stage.floor_line() {
+                let _ = writeln!(md, "{floor}\n");
+            }
             md.push_str(&render::markdown(stage, &mine, limit));
             let _ = writeln!(
                 md,
@@ -760,7 +766,7 @@ pub fn staffing(
             let _ = writeln!(md, "| {who} | {waiters} | {cooks} | {figures} |");
         }
         md.push('\n');
-        md.push_str(&verdict(rows));
+        md.push_str(&verdict(stage, rows));
     }
     let _ = writeln!(
         md,

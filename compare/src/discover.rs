@@ -83,6 +83,8 @@ pub struct Workspace {
     pub target_dir: PathBuf,
     /// Every model, the reference first, then by group and name.
     pub examples: Vec<Example>,
+    /// The null restaurant, whose nights are the yardstick's floor.
+    pub floor: Option<Example>,
 }
 
 impl Workspace {
@@ -101,6 +103,7 @@ pub fn workspace(manifest: &Path) -> Result<Workspace> {
         .context("cargo metadata failed")?;
     let root = metadata.workspace_root.clone().into_std_path_buf();
     let mut examples = Vec::new();
+    let mut floor = None;
     for package in metadata.workspace_packages() {
         let dir = package
             .manifest_path
@@ -147,6 +150,17 @@ pub fn workspace(manifest: &Path) -> Result<Workspace> {
                     .and_then(|d| d.as_str().map(str::to_owned)),
             });
         } else if bins.contains(&"sequential") {
+            if bins.contains(&"null-restaurant") {
+                floor = Some(Example {
+                    model: "null-restaurant".to_owned(),
+                    package: package.name.to_string(),
+                    bin: "null-restaurant".to_owned(),
+                    group: "floor".to_owned(),
+                    crates: crates_of(&metadata, package),
+                    requires: Vec::new(),
+                    discontinued: None,
+                });
+            }
             examples.push(Example {
                 model: "sequential".to_owned(),
                 package: package.name.to_string(),
@@ -179,6 +193,7 @@ pub fn workspace(manifest: &Path) -> Result<Workspace> {
         root,
         target_dir: metadata.target_directory.into_std_path_buf(),
         examples,
+        floor,
     })
 }
 

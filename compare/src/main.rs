@@ -110,8 +110,9 @@ struct Cli {
     )]
     time_limit: Option<f64>,
 
-    /// Every model on every preset, a tenth of the orders and time ÷20:
-    /// a check that everything works, in about a minute
+    /// Every model on every preset at its quick size (fewer orders, time
+    /// ÷20 where the customers can still keep the schedule): a check that
+    /// everything works, in a few minutes
     #[arg(long)]
     quick: bool,
 
@@ -166,7 +167,11 @@ fn parse_limit(s: &str) -> Result<f64, String> {
 }
 
 /// The version of `--json`'s layout.
-const SCHEMA_VERSION: u32 = 3;
+///
+/// 4: each stage carries its `floor`; `lower_bound_s` is the only bound
+/// (every run's `efficiency` divides it by the makespan); each run says
+/// whether its customers were `late`, and has its `rounds`.
+const SCHEMA_VERSION: u32 = 4;
 
 /// Everything `--json` prints.
 #[derive(Debug, Serialize)]
@@ -186,9 +191,15 @@ struct StageJson {
     orders: usize,
     seed: u64,
     time_scale: f64,
-    /// With every customer on time; each run's report has its own.
+    /// The physical limit, from the scheduled arrivals and the unit above:
+    /// every run's efficiency is this ÷ its makespan.
     lower_bound_s: f64,
     expected_checksum: String,
+    /// The null restaurant's counter wait and arrival lag on this stage;
+    /// `null` when it was not measured.
+    floor: Option<measure::Floor>,
+    /// The arrival lag p99 past which a run's customers count as late.
+    late_above_s: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -206,6 +217,12 @@ struct RunJson {
     /// The lowest and highest of the rounds.
     spread: Option<Spread>,
     efficiency: Option<f64>,
+    /// Its customers fell behind the schedule by more than the floor
+    /// allows: left out of the verdicts.
+    late: bool,
+    /// Each verified round's makespan, counter wait p99 and CPU, in the
+    /// order the rounds ran.
+    rounds: Vec<measure::Figures>,
     message: Option<String>,
 }
 
@@ -255,7 +272,7 @@ fn stages(cli: &Cli, unit: Duration, cores: usize) -> Vec<Stage> {
 
 fn stage(preset: Preset, cli: &Cli, unit: Duration, cores: usize) -> Stage {
     let (orders, time_scale) = if cli.quick {
-        ((preset.default_orders() / 10).max(10), 20.0)
+        preset.quick()
     } else {
         (preset.default_orders(), 1.0)
     };
@@ -269,6 +286,7 @@ fn stage(preset: Preset, cli: &Cli, unit: Duration, cores: usize) -> Stage {
         cores,
         lower_bound: workload.lower_bound(unit, cores),
         expected: workload.expected_checksum().to_string(),
+        floor: None,
     }
 }
 
@@ -296,6 +314,7 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
     if !cli.no_build {
         let runnable: Vec<Example> = examples
             .iter()
+            .chain(&workspace.floor)
             .filter(|e| e.missing().is_none())
             .cloned()
             .collect();
@@ -323,8 +342,11 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
     let limit = cli.limit();
-    let bar =
-        progress((stages.len() * jobs.len()) as u64 * u64::from(cli.rounds()));
+    // Every stage also runs the floor, in every round.
+    let floors = usize::from(workspace.floor.is_some());
+    let bar = progress(
+        (stages.len() * (jobs.len() + floors)) as u64 * u64::from(cli.rounds()),
+    );
     run::stop_on_interrupt();
     let setup = Setup {
         workspace: &workspace,
@@ -332,6 +354,7 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
         repeats: cli.rounds(),
         extra: &extra,
         progress: &bar,
+        floor: workspace.floor.as_ref(),
     };
     let results = measure::measure(&setup, &stages, &jobs);
     bar.finish_and_clear();
@@ -435,9 +458,10 @@ fn book_sweeps(
             cooks.iter().map(|&k| Job::with_cooks(example, k)).collect();
         let stage = stage(preset, cli, unit, cores);
         setup.progress.reset();
-        setup
-            .progress
-            .set_length(jobs.len() as u64 * u64::from(setup.repeats));
+        let floors = u64::from(setup.floor.is_some());
+        setup.progress.set_length(
+            (jobs.len() as u64 + floors) * u64::from(setup.repeats),
+        );
         let results = measure::measure(setup, &[stage], &jobs);
         setup.progress.finish_and_clear();
         good &= results
@@ -489,8 +513,10 @@ fn staffing(
         .map(|p| stage(p, cli, unit, cores))
         .collect();
     setup.progress.reset();
+    let floors = usize::from(setup.floor.is_some());
     setup.progress.set_length(
-        (stages.len() * jobs.len()) as u64 * u64::from(setup.repeats),
+        (stages.len() * (jobs.len() + floors)) as u64
+            * u64::from(setup.repeats),
     );
     let results = measure::measure(setup, &stages, &jobs);
     setup.progress.finish_and_clear();
@@ -697,6 +723,9 @@ fn print_tables(
     ))?;
     for (stage, rows) in results {
         emit(&format!("\n{}", stage.headline()))?;
+        if let Some(floor) = stage.floor_line() {
+            emit(&floor)?;
+        }
         emit(
             &render::table(stage, rows, cli.limit(), cli.wide, width)
                 .to_string(),
@@ -704,7 +733,7 @@ fn print_tables(
         for failure in render::failures(rows) {
             emit(&format!("  {failure}"))?;
         }
-        for line in render::verdict(rows) {
+        for line in render::verdict(stage, rows) {
             emit(&line)?;
         }
     }
@@ -745,6 +774,8 @@ fn print_json(
                 status,
                 repeats: row.repeats,
                 efficiency: row.efficiency(stage),
+                late: row.late(stage),
+                rounds: row.rounds.clone(),
                 report,
                 spread: row.spread,
                 message,
@@ -765,6 +796,8 @@ fn print_json(
                 time_scale: s.time_scale,
                 lower_bound_s: s.lower_bound.as_secs_f64(),
                 expected_checksum: s.expected.clone(),
+                floor: s.floor,
+                late_above_s: s.floor.map(|f| f.late_above()),
             })
             .collect(),
         runs,

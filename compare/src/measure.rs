@@ -57,17 +57,32 @@ impl Range {
         })
     }
 
-    /// Whether two ranges overlap: neither is surely ahead.
-    pub fn overlaps(self, other: Range) -> bool {
-        self.0 <= other.1 && other.0 <= self.1
-    }
-
     /// Half the range over the median, the `±` of a table.
     pub fn relative_to(self, median: f64) -> f64 {
         if median > 0.0 {
             (self.1 - self.0) / 2.0 / median
         } else {
             0.0
+        }
+    }
+}
+
+/// One round's figures, kept so that two models can be compared round by
+/// round (rounds are interleaved: round i of every model ran in the same
+/// stretch of time).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Figures {
+    pub makespan_s: f64,
+    pub counter_wait_p99: Option<f64>,
+    pub cpu_s: Option<f64>,
+}
+
+impl Figures {
+    fn of(report: &Report) -> Figures {
+        Figures {
+            makespan_s: report.makespan_s,
+            counter_wait_p99: report.counter_wait.map(|p| p.p99),
+            cpu_s: report.cpu_s,
         }
     }
 }
@@ -98,20 +113,32 @@ pub struct Row {
     /// For a run with no report (DNF, failed): the cooks it was given,
     /// as the example resolves its command line.
     pub cooks_given: Option<u64>,
+    /// Every verified round's figures, in the order the rounds ran.
+    pub rounds: Vec<Figures>,
 }
 
 impl Row {
-    /// Lower bound ÷ makespan: with the night's own bound (from when the
-    /// customers really walked in) where the report has one, else the
-    /// stage's.
+    /// The stage's lower bound ÷ the makespan: one bound for every row,
+    /// from the scheduled arrivals and one unit timed once.
     pub fn efficiency(&self, stage: &Stage) -> Option<f64> {
         let Outcome::Ok(report) = &self.outcome else {
             return None;
         };
-        report.efficiency().or_else(|| {
-            (report.makespan_s > 0.0)
-                .then(|| stage.lower_bound.as_secs_f64() / report.makespan_s)
-        })
+        (report.makespan_s > 0.0)
+            .then(|| stage.lower_bound.as_secs_f64() / report.makespan_s)
+    }
+
+    /// Whether its customers fell behind their schedule by more than the
+    /// floor allows (arrival lag p99 over twice the floor's plus 1 ms):
+    /// such a row is marked and left out of the verdicts, since what it
+    /// measured is partly the customers. `false` with no floor.
+    pub fn late(&self, stage: &Stage) -> bool {
+        match (&self.outcome, &stage.floor) {
+            (Outcome::Ok(report), Some(floor)) => report
+                .arrival_lag
+                .is_some_and(|lag| lag.p99 > floor.late_above()),
+            _ => false,
+        }
     }
 
     /// The cooks it ran with, as its report says, or as it was given.
@@ -147,6 +174,9 @@ pub struct Setup<'a> {
     /// Arguments for every run (`compare --example-args`).
     pub extra: &'a [String],
     pub progress: &'a ProgressBar,
+    /// The null restaurant, run on every stage in every round to measure
+    /// the floor; `None` to measure none.
+    pub floor: Option<&'a Example>,
 }
 
 /// Runs every job on every stage, `repeats` rounds interleaved, and
@@ -158,6 +188,11 @@ pub fn measure(
     jobs: &[Job],
 ) -> Vec<(Stage, Vec<Row>)> {
     let mut results = Vec::new();
+    // The floor is one more job, first in every round, so that it meets
+    // the same machine the models do.
+    let floor_job = setup.floor.map(Job::plain);
+    let jobs: Vec<Job> = floor_job.iter().chain(jobs).cloned().collect();
+    let jobs = &jobs[..];
     for stage in stages {
         let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); jobs.len()];
         // A job that is skipped, ran out of time or failed is done.
@@ -208,7 +243,7 @@ pub fn measure(
             }
         }
         let interrupted = run::interrupted();
-        let rows: Vec<Row> = jobs
+        let mut rows: Vec<Row> = jobs
             .iter()
             .zip(outcomes)
             .zip(done)
@@ -223,14 +258,49 @@ pub fn measure(
                 row
             })
             .collect();
+        let mut stage = stage.clone();
+        if floor_job.is_some() && !rows.is_empty() {
+            stage.floor = Floor::of(&rows.remove(0));
+        }
         if !rows.is_empty() {
-            results.push((stage.clone(), rows));
+            results.push((stage, rows));
         }
         if interrupted {
             break;
         }
     }
     results
+}
+
+/// What the customers measure against the null restaurant, which cooks
+/// nothing: the least counter wait and arrival lag this harness can show
+/// on this machine. No model can be told apart below it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Floor {
+    /// The null restaurant's counter wait p99, in seconds (median of the
+    /// rounds).
+    pub counter_wait_p99_s: f64,
+    /// Its arrival lag p99, in seconds: how late the customers walk in
+    /// when the server costs them nothing.
+    pub arrival_lag_p99_s: f64,
+}
+
+impl Floor {
+    fn of(row: &Row) -> Option<Floor> {
+        let Outcome::Ok(report) = &row.outcome else {
+            return None;
+        };
+        Some(Floor {
+            counter_wait_p99_s: report.counter_wait?.p99,
+            arrival_lag_p99_s: report.arrival_lag?.p99,
+        })
+    }
+
+    /// The arrival lag p99 past which a run's customers count as late:
+    /// twice the floor's, plus a millisecond.
+    pub fn late_above(&self) -> f64 {
+        2.0 * self.arrival_lag_p99_s + 1e-3
+    }
 }
 
 /// The cooks `job` is given on `stage`, asked of the example itself
@@ -288,6 +358,7 @@ fn row(job: &Job, verified: Vec<Outcome>, done: Option<Outcome>) -> Row {
     // A DNF or a failure was a round; a skip was none.
     let ran = matches!(done, Some(Outcome::Dnf | Outcome::Failed(_)));
     let repeats = reports.len() as u32 + u32::from(ran);
+    let rounds = reports.iter().map(Figures::of).collect();
     let (outcome, spread) = match done {
         Some(ended) => (ended, None),
         None => match median(&reports) {
@@ -313,6 +384,7 @@ fn row(job: &Job, verified: Vec<Outcome>, done: Option<Outcome>) -> Row {
         repeats,
         spread,
         cooks_given: None,
+        rounds,
     }
 }
 
@@ -359,13 +431,15 @@ pub fn median(reports: &[Report]) -> Option<Report> {
     Some(Report {
         makespan_s: makespan,
         lower_bound_s: some(&|r| r.lower_bound_s),
+        bound_as_kept_s: some(&|r| r.bound_as_kept_s),
         cpu_s: some(&|r| r.cpu_s),
         counter_wait: percentiles(&|r| r.counter_wait),
         order_latency: percentiles(&|r| r.order_latency),
+        kitchen_time: percentiles(&|r| r.kitchen_time),
         connect_wait: percentiles(&|r| r.connect_wait),
         arrival_lag: percentiles(&|r| r.arrival_lag),
         customers_cpu_s: some(&|r| r.customers_cpu_s),
-        peak_rss_bytes: some(&|r| r.peak_rss_bytes.map(|b| b as f64))
+        peak_pss_bytes: some(&|r| r.peak_pss_bytes.map(|b| b as f64))
             .map(|b| b as u64),
         peak_threads: some(&|r| r.peak_threads.map(|n| n as f64))
             .map(|n| n as u64),
@@ -404,11 +478,9 @@ mod tests {
     }
 
     #[test]
-    fn ranges_know_when_they_overlap() {
+    fn ranges_span_their_values() {
         let a = Range::of([1.0, 3.0, 2.0].into_iter()).unwrap();
         assert_eq!(a, Range(1.0, 3.0));
-        assert!(a.overlaps(Range(2.5, 4.0)));
-        assert!(!a.overlaps(Range(3.5, 4.0)));
         assert_eq!(a.relative_to(2.0), 0.5);
     }
 }

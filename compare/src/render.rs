@@ -11,7 +11,7 @@ use comfy_table::{
 use restaurant::Report;
 use restaurant::report::{Percentiles, mebibytes, seconds};
 
-use crate::measure::{Range, Row};
+use crate::measure::{Figures, Floor, Range, Row};
 use crate::run::Outcome;
 
 /// One preset's workload, as run.
@@ -22,10 +22,12 @@ pub struct Stage {
     pub seed: u64,
     pub time_scale: f64,
     pub cores: usize,
-    /// With every customer walking in on time; each night's report carries
-    /// its own, from when they really did.
+    /// The physical limit, from the scheduled arrivals and one unit of
+    /// chopping timed once: every row divides by it.
     pub lower_bound: Duration,
     pub expected: String,
+    /// The null restaurant's figures on this stage, once measured.
+    pub floor: Option<Floor>,
 }
 
 impl Stage {
@@ -43,6 +45,19 @@ impl Stage {
             let _ = write!(line, ", time ÷{}", self.time_scale);
         }
         line
+    }
+
+    /// The line under the headline: the floor, what the customers measure
+    /// against a restaurant that cooks nothing; `None` when unmeasured.
+    pub fn floor_line(&self) -> Option<String> {
+        let floor = self.floor?;
+        Some(format!(
+            "floor (the null restaurant): counter wait p99 {}, arrival lag \
+             p99 {}; customers late ‡ past an arrival lag p99 of {}",
+            seconds(floor.counter_wait_p99_s),
+            seconds(floor.arrival_lag_p99_s),
+            seconds(floor.late_above()),
+        ))
     }
 }
 
@@ -183,8 +198,13 @@ const COLUMNS: &[Column] = &[
         cell: |_, r, _| pct(r.order_latency, |p| p.p99),
     },
     Column {
-        title: "arrival lag p99",
+        title: "kitchen p99",
         wide_only: true,
+        cell: |_, r, _| pct(r.kitchen_time, |p| p.p99),
+    },
+    Column {
+        title: "lag p99",
+        wide_only: false,
         cell: |_, r, _| pct(r.arrival_lag, |p| p.p99),
     },
     Column {
@@ -196,7 +216,7 @@ const COLUMNS: &[Column] = &[
         title: "MiB",
         wide_only: false,
         cell: |_, r, _| {
-            r.peak_rss_bytes.map_or_else(na, |b| {
+            r.peak_pss_bytes.map_or_else(na, |b| {
                 format!("{:.1}", b as f64 / (1024.0 * 1024.0))
             })
         },
@@ -231,7 +251,9 @@ fn cooks_cell(row: &Row) -> String {
 
 /// The cells of one row, as text.
 fn cells(stage: &Stage, row: &Row, limit: Duration, wide: bool) -> Vec<String> {
-    let mut cells = vec![name(row, !wide), cooks_cell(row)];
+    let late = if row.late(stage) { " ‡" } else { "" };
+    let mut cells =
+        vec![format!("{}{late}", name(row, !wide)), cooks_cell(row)];
     let count = columns(wide).count();
     let ended = |text: String| {
         let mut rest = vec![text];
@@ -284,7 +306,9 @@ pub fn table(
     // wrap (a narrow terminal wraps the figures' headers instead).
     let longest = rows
         .iter()
-        .map(|row| name(row, !wide).chars().count())
+        .map(|row| {
+            name(row, !wide).chars().count() + 2 * usize::from(row.late(stage))
+        })
         .max()
         .unwrap_or(5) as u16;
     for (i, column) in table.column_iter_mut().enumerate() {
@@ -305,11 +329,14 @@ pub fn table(
 /// of notes, and how the figures were taken; none wider than 100.
 pub fn legend(wide: bool, repeats: u32) -> Vec<String> {
     let mut lines = vec![
-        "eff. = lower bound ÷ makespan · wait: door → NEXT · latency: door \
-         → PLATE · threads alive (sampled)"
+        "eff. = the stage's lower bound ÷ makespan · wait: door → NEXT · \
+         latency: door → PLATE"
+            .to_owned(),
+        "lag: customers' arrival lag · ‡ customers late: left out of \
+         verdicts · threads: alive, sampled"
             .to_owned(),
     ];
-    let mut notes = "MiB: peak RSS (a process tree: summed PSS) · CPU: the \
+    let mut notes = "MiB: peak PSS of the server's process tree · CPU: the \
                      server's · † discontinued"
         .to_owned();
     if !wide {
@@ -327,24 +354,43 @@ pub fn legend(wide: bool, repeats: u32) -> Vec<String> {
     lines
 }
 
+/// How far behind the leader a model may be and still be tied with it:
+/// 5% of the leader's figure, or the floor where that is larger (no
+/// harness can tell apart two counter waits closer than its own).
+const TIE: f64 = 0.05;
+
 /// The verdict under a table: who leads on makespan, on counter wait and
-/// on CPU, and whether the lead is within noise.
-pub fn verdict(rows: &[Row]) -> Vec<String> {
+/// on CPU, among the runs whose customers kept their schedule.
+///
+/// Every model within max(5%, the floor) of the leader is named as tied
+/// with it: none of them is "the fastest". A single leader's lead is
+/// *beyond noise* only when it held in every interleaved round, against
+/// every other model in that same round; with one round it cannot be
+/// told from noise, and the verdict says so.
+pub fn verdict(stage: &Stage, rows: &[Row]) -> Vec<String> {
     let ok: Vec<(&Row, &Report)> = rows
         .iter()
+        .filter(|row| !row.late(stage))
         .filter_map(|row| match &row.outcome {
             Outcome::Ok(report) => Some((row, report.as_ref())),
             _ => None,
         })
         .collect();
+    let late: Vec<&Row> = rows.iter().filter(|row| row.late(stage)).collect();
     if ok.is_empty() {
-        return vec!["verdict: no run was verified".to_owned()];
+        return vec![
+            "verdict: no run was verified with its customers on \
+                     time"
+                .to_owned(),
+        ];
     }
-    let one_round = ok.iter().all(|(row, _)| row.repeats <= 1);
+    let rounds = ok.iter().map(|(row, _)| row.repeats).min().unwrap_or(1);
+    let floor = stage.floor;
     let mut lines = Vec::new();
     let mut lead = |what: &str,
                     value: &dyn Fn(&Report) -> Option<f64>,
-                    spread: &dyn Fn(&Row) -> Option<Range>| {
+                    per_round: &dyn Fn(&Figures) -> Option<f64>,
+                    noise: f64| {
         let mut ranked: Vec<(&Row, f64)> = ok
             .iter()
             .filter_map(|(row, report)| Some((*row, value(report)?)))
@@ -353,55 +399,96 @@ pub fn verdict(rows: &[Row]) -> Vec<String> {
         let Some(&(first, best)) = ranked.first() else {
             return;
         };
-        let mut line =
-            format!("  {what}: {} ({})", name(first, true), seconds(best));
-        if let Some(&(second, next)) = ranked.get(1) {
-            let tied = match (spread(first), spread(second)) {
-                (Some(a), Some(b)) if !one_round => Some(a.overlaps(b)),
-                _ => None,
-            };
-            let _ = match tied {
-                Some(true) => write!(
-                    line,
-                    ", within noise of {} ({})",
+        let within = (best * TIE).max(noise);
+        let tied: Vec<String> = ranked
+            .iter()
+            .take_while(|(_, v)| *v - best <= within)
+            .map(|(row, v)| format!("{} ({})", name(row, true), seconds(*v)))
+            .collect();
+        let line = if tied.len() > 1 {
+            format!(
+                "  {what}: tied within {}: {}",
+                seconds(within),
+                tied.join(", ")
+            )
+        } else {
+            let head =
+                format!("  {what}: {} ({})", name(first, true), seconds(best));
+            let others = &ranked[1..];
+            match others.first() {
+                None => head,
+                Some(&(second, next)) if rounds <= 1 => format!(
+                    "{head}, then {} ({}); one round cannot tell it from \
+                     noise",
                     name(second, true),
                     seconds(next)
                 ),
-                Some(false) => write!(
-                    line,
-                    ", ahead of {} ({}) beyond the spread",
-                    name(second, true),
-                    seconds(next)
-                ),
-                None => write!(
-                    line,
-                    ", then {} ({})",
-                    name(second, true),
-                    seconds(next)
-                ),
-            };
-        }
+                Some(&(second, next)) => {
+                    let held = others.iter().all(|(other, _)| {
+                        won_every_round(first, other, per_round)
+                    });
+                    let how = if held {
+                        format!(
+                            "beyond noise: ahead in each of {rounds} rounds"
+                        )
+                    } else {
+                        "within noise: not ahead in every round".to_owned()
+                    };
+                    format!(
+                        "{head}, then {} ({}); {how}",
+                        name(second, true),
+                        seconds(next)
+                    )
+                }
+            }
+        };
         lines.push(line);
     };
-    lead("fastest", &|r| Some(r.makespan_s), &|row| {
-        row.spread.map(|s| s.makespan_s)
-    });
+    let floor_wait = floor.map_or(0.0, |f| f.counter_wait_p99_s);
+    let floor_lag = floor.map_or(0.0, |f| f.arrival_lag_p99_s);
+    lead(
+        "fastest",
+        &|r| Some(r.makespan_s),
+        &|f| Some(f.makespan_s),
+        floor_lag,
+    );
     lead(
         "shortest counter wait p99",
         &|r| r.counter_wait.map(|p| p.p99),
-        &|row| row.spread.and_then(|s| s.counter_wait_p99),
+        &|f| f.counter_wait_p99,
+        floor_wait,
     );
-    lead("least CPU", &|r| r.cpu_s, &|row| {
-        row.spread.and_then(|s| s.cpu_s)
-    });
+    lead("least CPU", &|r| r.cpu_s, &|f| f.cpu_s, 0.0);
     let mut head = "verdict".to_owned();
-    if one_round {
-        head.push_str(
-            " (one round, so no spread: --repeats 5 tells a lead from noise)",
-        );
+    if rounds <= 1 {
+        head.push_str(" (one round: --repeats 5 tells a lead from noise)");
     }
     lines.insert(0, format!("{head}:"));
+    if !late.is_empty() {
+        let names: Vec<&str> =
+            late.iter().map(|row| short_name(&row.model)).collect();
+        lines.push(format!(
+            "  left out, customers late ‡: {}",
+            names.join(", ")
+        ));
+    }
     lines
+}
+
+/// Whether `a` was ahead of `b` (lower) in every round both ran, paired
+/// by round: interleaved rounds share the machine's state of the moment.
+fn won_every_round(
+    a: &Row,
+    b: &Row,
+    figure: &dyn Fn(&Figures) -> Option<f64>,
+) -> bool {
+    let pairs: Vec<(f64, f64)> = a
+        .rounds
+        .iter()
+        .zip(&b.rounds)
+        .filter_map(|(x, y)| Some((figure(x)?, figure(y)?)))
+        .collect();
+    !pairs.is_empty() && pairs.iter().all(|(x, y)| x < y)
 }
 
 /// The book's two tables for a stage: time (what customers saw) and
@@ -416,14 +503,18 @@ pub fn markdown(stage: &Stage, rows: &[Row], limit: Duration) -> String {
         Outcome::Skipped(why) => Some(format!("skipped: {why}")),
     };
     let model = |row: &Row| {
-        let mark = if row.note.is_some() { " †" } else { "" };
+        let mut mark = if row.note.is_some() { " †" } else { "" }.to_owned();
+        if row.late(stage) {
+            mark.push_str(" *(customers late)*");
+        }
         let waiters = waiters_of(row)
             .map_or(String::new(), |w| format!(" ({w} waiters)"));
         format!("`{}`{waiters}{mark}", row.model)
     };
     md.push_str(
         "| model | cooks | makespan (min–max) | efficiency | counter wait \
-         p50 | p99 | latency p99 |\n|---|---:|---:|---:|---:|---:|---:|\n",
+         p50 | p99 | latency p99 | arrival lag p99 |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let cells = match (&row.outcome, ended(row)) {
@@ -437,22 +528,23 @@ pub fn markdown(stage: &Stage, rows: &[Row], limit: Duration) -> String {
                     _ => String::new(),
                 };
                 format!(
-                    "{}{spread} | {} | {} | {} | {}",
+                    "{}{spread} | {} | {} | {} | {} | {}",
                     seconds(r.makespan_s),
                     percent(row.efficiency(stage)),
                     pct(r.counter_wait, |p| p.p50),
                     pct(r.counter_wait, |p| p.p99),
                     pct(r.order_latency, |p| p.p99),
+                    pct(r.arrival_lag, |p| p.p99),
                 )
             }
-            (_, Some(text)) => format!("{text} | | | |"),
+            (_, Some(text)) => format!("{text} | | | | |"),
             (_, None) => unreachable!("a row that is not Ok has ended"),
         };
         let _ =
             writeln!(md, "| {} | {} | {cells} |", model(row), cooks_cell(row));
     }
     md.push_str(
-        "\n| model | cooks | threads alive (sampled) | memory | CPU \
+        "\n| model | cooks | threads alive (sampled) | peak PSS | CPU \
          (min–max) |\n|---|---:|---:|---:|---:|\n",
     );
     for row in rows {
@@ -472,7 +564,7 @@ pub fn markdown(stage: &Stage, rows: &[Row], limit: Duration) -> String {
             model(row),
             cooks_cell(row),
             r.peak_threads.map_or_else(na, |n| n.to_string()),
-            r.peak_rss_bytes.map_or_else(na, mebibytes),
+            r.peak_pss_bytes.map_or_else(na, mebibytes),
         );
     }
     md
@@ -513,6 +605,7 @@ mod tests {
             repeats: 5,
             spread: None,
             cooks_given: None,
+            rounds: Vec::new(),
         }
     }
 
@@ -552,6 +645,7 @@ mod tests {
             cores: 2,
             lower_bound: Duration::from_secs(1),
             expected: "0x0".to_owned(),
+            floor: None,
         };
         let text = table(&stage, &rows, Duration::from_secs(10), false, 100)
             .to_string();
@@ -569,5 +663,124 @@ mod tests {
                 assert!(line.chars().count() <= 100, "{line}");
             }
         }
+    }
+
+    /// A verified row with one figure per round: makespans in seconds,
+    /// counter waits and CPU alike, arrival lag p99 `lag`.
+    fn measured(model: &str, makespans: &[f64], lag: f64) -> Row {
+        let mut sorted = makespans.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[(sorted.len() - 1) / 2];
+        let json = format!(
+            r#"{{"schema_version":3,"model":"m","preset":"lunch-rush",
+            "seed":1,"orders":1,"cooks":2,"time_scale":1.0,"served":1,
+            "checksum":"0x0","makespan_s":{median},"cpu_s":{median},
+            "counter_wait":{{"p50":0.1,"p99":{median},"max":1.0}},
+            "order_latency":null,"connect_wait":null,
+            "arrival_lag":{{"p50":0.0,"p99":{lag},"max":{lag}}},
+            "customers_cpu_s":null,"connection_cap":1,"held_at_cap":0,
+            "peak_rss_bytes":10,"peak_threads":3,"interrupted":false,
+            "host":{{"cores":2,"os":"linux","arch":"x86_64"}}}}"#
+        );
+        let report: Report = serde_json::from_str(&json).unwrap();
+        Row {
+            model: model.to_owned(),
+            args: Vec::new(),
+            note: None,
+            outcome: Outcome::Ok(Box::new(report)),
+            repeats: makespans.len() as u32,
+            spread: None,
+            cooks_given: None,
+            rounds: makespans
+                .iter()
+                .map(|&m| Figures {
+                    makespan_s: m,
+                    counter_wait_p99: Some(m),
+                    cpu_s: Some(m),
+                })
+                .collect(),
+        }
+    }
+
+    fn stage_with_floor(lag: f64) -> Stage {
+        Stage {
+            preset: restaurant::Preset::LunchRush,
+            orders: 500,
+            seed: 1,
+            time_scale: 1.0,
+            cores: 2,
+            lower_bound: Duration::from_secs(1),
+            expected: "0x0".to_owned(),
+            floor: Some(Floor {
+                counter_wait_p99_s: 0.0005,
+                arrival_lag_p99_s: lag,
+            }),
+        }
+    }
+
+    #[test]
+    fn one_round_names_no_single_winner_among_ties() {
+        let stage = stage_with_floor(0.0001);
+        // 1.000 and 1.002 s are within 5%: tied, and both named.
+        let rows = [
+            measured("concurrency-tokio", &[1.002], 0.0),
+            measured("concurrency-smol", &[1.000], 0.0),
+            measured("sequential", &[4.0], 0.0),
+        ];
+        let lines = verdict(&stage, &rows);
+        let fastest = lines.iter().find(|l| l.contains("fastest")).unwrap();
+        assert!(fastest.contains("tied"), "{fastest}");
+        assert!(fastest.contains("smol") && fastest.contains("tokio"));
+        assert!(!fastest.contains("sequential"), "{fastest}");
+        assert!(lines[0].contains("one round"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_lead_is_beyond_noise_only_when_it_holds_in_every_round() {
+        let stage = stage_with_floor(0.0001);
+        // Ahead on the median by far more than 5%, but behind in round 2.
+        let rows = [
+            measured("concurrency-tokio", &[1.0, 3.0, 1.0], 0.0),
+            measured("concurrency-smol", &[2.0, 2.0, 2.0], 0.0),
+        ];
+        let lines = verdict(&stage, &rows);
+        let fastest = lines.iter().find(|l| l.contains("fastest")).unwrap();
+        assert!(fastest.contains("within noise"), "{fastest}");
+        // Ahead in every round: beyond noise.
+        let rows = [
+            measured("concurrency-tokio", &[1.0, 1.5, 1.0], 0.0),
+            measured("concurrency-smol", &[2.0, 2.0, 2.0], 0.0),
+        ];
+        let lines = verdict(&stage, &rows);
+        let fastest = lines.iter().find(|l| l.contains("fastest")).unwrap();
+        assert!(fastest.contains("beyond noise"), "{fastest}");
+        assert!(fastest.starts_with("  fastest: tokio"), "{fastest}");
+    }
+
+    #[test]
+    fn a_row_whose_customers_were_late_is_marked_and_left_out() {
+        // The floor's lag is 1 ms: late past 2 × 1 + 1 = 3 ms.
+        let stage = stage_with_floor(0.001);
+        let rows = [
+            measured("concurrency-tokio", &[0.5], 0.004),
+            measured("concurrency-smol", &[1.0], 0.002),
+        ];
+        assert!(rows[0].late(&stage) && !rows[1].late(&stage));
+        let lines = verdict(&stage, &rows);
+        let fastest = lines.iter().find(|l| l.contains("fastest")).unwrap();
+        assert!(fastest.contains("smol") && !fastest.contains("tokio"));
+        assert!(lines.last().unwrap().contains("late ‡: tokio"), "{lines:?}");
+        let text = table(&stage, &rows, Duration::from_secs(10), false, 100)
+            .to_string();
+        assert!(text.contains("tokio ‡"), "{text}");
+        let md = markdown(&stage, &rows, Duration::from_secs(10));
+        assert!(md.contains("*(customers late)*"), "{md}");
+    }
+
+    #[test]
+    fn every_row_divides_by_the_stage_bound() {
+        let stage = stage_with_floor(0.0001);
+        let row = measured("concurrency-tokio", &[1.25], 0.0);
+        assert_eq!(row.efficiency(&stage), Some(0.8));
     }
 }

@@ -17,8 +17,8 @@ fn target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/compare-tests")
 }
 
-/// Builds `sequential` and the thread pool in release, once for every
-/// test here.
+/// Builds `sequential`, the null restaurant (the floor) and the thread
+/// pool in release, once for every test here.
 fn built() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -31,6 +31,8 @@ fn built() {
                 "restaurant",
                 "--bin",
                 "sequential",
+                "--bin",
+                "null-restaurant",
                 "-p",
                 "parallelism-thread-pool",
                 "--bin",
@@ -153,7 +155,9 @@ fn the_text_output_has_a_table_per_preset() {
     assert!(text.contains("cooks"), "{text}");
     assert!(text.contains("sequential"), "{text}");
     assert!(text.contains("verdict"), "{text}");
-    assert!(text.contains("threads alive (sampled)"), "{text}");
+    assert!(text.contains("threads: alive, sampled"), "{text}");
+    // The floor is printed under the headline.
+    assert!(text.contains("floor (the null restaurant)"), "{text}");
     // One round: the verdict says how to tell a lead from noise.
     assert!(text.contains("--repeats"), "{text}");
 }
@@ -181,9 +185,27 @@ fn repeats_give_medians_and_their_spread_in_the_json() {
     assert!(lo <= median && median <= hi, "{lo} ≤ {median} ≤ {hi}");
     let p99 = &run["spread"]["counter_wait_p99"];
     assert!(p99[0].as_f64().unwrap() <= p99[1].as_f64().unwrap());
-    // Each night's report carries its own lower bound, from when its
-    // customers really walked in.
-    assert!(run["report"]["lower_bound_s"].as_f64().unwrap() > 0.0);
+    // Each night's report keeps the bound from the schedule as kept, for
+    // information only.
+    assert!(run["report"]["bound_as_kept_s"].as_f64().unwrap() > 0.0);
+    // One bound per stage, and every run's efficiency divides it.
+    let bound = stage["lower_bound_s"].as_f64().unwrap();
+    let efficiency = run["efficiency"].as_f64().unwrap();
+    assert!((efficiency - bound / median).abs() < 1e-12, "{efficiency}");
+    // The floor: the null restaurant's figures, and the lateness it sets.
+    let floor = &stage["floor"];
+    let lag = floor["arrival_lag_p99_s"].as_f64().unwrap();
+    assert!(floor["counter_wait_p99_s"].as_f64().unwrap() > 0.0);
+    let late_above = stage["late_above_s"].as_f64().unwrap();
+    assert!((late_above - (2.0 * lag + 1e-3)).abs() < 1e-12);
+    let run_lag = run["report"]["arrival_lag"]["p99"].as_f64().unwrap();
+    assert_eq!(run["late"], run_lag > late_above, "{run}");
+    assert_eq!(run["rounds"].as_array().unwrap().len(), 3);
+    // The null restaurant is the floor, never a row.
+    assert!(
+        runs(&out).iter().all(|r| r["model"] != "null-restaurant"),
+        "{v}"
+    );
 }
 
 #[test]

@@ -576,9 +576,6 @@ where
     if run.args.customers {
         return customers_child(&run.args);
     }
-    // The peak memory measured is the run's, not the parsing's (sizing
-    // the kitchen for the night's peak generated the workload once).
-    probe::reset_peak_rss();
     customers::raise_fd_limit();
     if run.args.trace.is_some() {
         crate::trace::enable();
@@ -872,9 +869,10 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
         cpu: cpu_before
             .zip(cpu_after)
             .map(|(b, a)| a.saturating_sub(b).saturating_sub(sampled.own_cpu)),
-        // A tree of processes: its summed PSS (no shared page counted
-        // twice); one process: its own peak RSS.
-        peak_rss_bytes: sampled.tree_pss_bytes.or(probe::peak_rss_bytes()),
+        // The peak summed PSS of the server's tree, for every model: no
+        // page shared between processes counted twice, a process alone
+        // measured the same way.
+        peak_pss_bytes: sampled.peak_pss_bytes,
         peak_threads: sampled.peak_threads,
     };
 
@@ -894,7 +892,7 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
     report.cooks = run.cooks as u64;
     report.waiters = model.waiters.map(|_| run.waiters as u64);
     report.cpu_s = cost.cpu.map(|d| d.as_secs_f64());
-    report.peak_rss_bytes = cost.peak_rss_bytes;
+    report.peak_pss_bytes = cost.peak_pss_bytes;
     report.peak_threads = cost.peak_threads;
     if let Some(path) = &run.args.trace {
         let title = format!(

@@ -69,31 +69,6 @@ fn thread_cpu_time() -> Option<Duration> {
     }
 }
 
-/// The largest resident set this process has had, in bytes (Linux only:
-/// `VmHWM` in /proc/self/status).
-pub fn peak_rss_bytes() -> Option<u64> {
-    peak_rss_of("self")
-}
-
-/// Starts [`peak_rss_bytes`] afresh from the resident set of now (Linux
-/// 4.0 and later: writing 5 to /proc/self/clear_refs resets `VmHWM`), so
-/// that what the process held before the run is not counted as the run's.
-/// Does nothing elsewhere, or where the kernel refuses.
-pub fn reset_peak_rss() {
-    #[cfg(target_os = "linux")]
-    {
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-    }
-}
-
-/// `VmHWM` of process `pid` ("self" for this one), in bytes.
-fn peak_rss_of(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// The proportional set size of process `pid` ("self" for this one) now,
 /// in bytes (Linux only): its private pages plus its share of every page
 /// it shares with others, so the PSS of a tree of processes adds up to
@@ -106,6 +81,13 @@ fn pss_of(pid: &str) -> Option<u64> {
     let line = rollup.lines().find(|l| l.starts_with("Pss:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The summed PSS of this process and `kids`, in bytes; `None` where it
+/// cannot be read (off Linux).
+fn pss_of_tree(kids: &[String]) -> Option<u64> {
+    let own = pss_of("self")?;
+    Some(own + kids.iter().filter_map(|pid| pss_of(pid)).sum::<u64>())
 }
 
 /// The number of threads in process `pid` ("self" for this one) now
@@ -163,9 +145,14 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 /// threads, so they are done every this many samples.
 const CHILDREN_EVERY: u32 = 10;
 
-/// A tree's PSS costs a page-table walk per process, so it is read every
-/// this many samples (every 100 ms), and only while there are children.
-const PSS_EVERY: u32 = 50;
+/// Memory is the peak proportional set size (PSS) of the server's whole
+/// tree, for every model alike: a single process is a tree of one. PSS
+/// costs a page-table walk per process, so it is read every this many
+/// samples: every 20 ms for a server alone (a walk of a few MiB takes
+/// tens of microseconds), every 100 ms while it has child processes, and
+/// once more as sampling stops.
+const PSS_EVERY_ALONE: u32 = 10;
+const PSS_EVERY_TREE: u32 = 50;
 
 /// What the sampler saw.
 #[derive(Clone, Copy, Debug)]
@@ -173,10 +160,10 @@ pub struct Sampled {
     /// The most threads the service had at once, its child processes'
     /// threads included, the sampler left out.
     pub peak_threads: Option<u64>,
-    /// For a server with child processes (worker processes, a broker,
-    /// but not the customers): the largest summed PSS of the whole tree,
-    /// itself included, seen in any one sample. `None` without children.
-    pub tree_pss_bytes: Option<u64>,
+    /// The largest summed PSS of the server's tree (itself, and its
+    /// worker processes or broker, but not the customers) seen in any one
+    /// sample. `None` where the OS does not tell (off Linux).
+    pub peak_pss_bytes: Option<u64>,
     /// CPU time the sampler itself used, to be taken off the run's.
     pub own_cpu: Duration,
 }
@@ -255,15 +242,13 @@ fn sample(
         if samples.is_multiple_of(CHILDREN_EVERY) {
             kids = children(exclude);
         }
-        // The first sample with children, then every 100 ms.
-        if !kids.is_empty()
-            && (tree_pss.is_none() || samples.is_multiple_of(PSS_EVERY))
-        {
-            let tree: u64 = std::iter::once("self")
-                .chain(kids.iter().map(String::as_str))
-                .filter_map(pss_of)
-                .sum();
-            tree_pss = Some(tree_pss.unwrap_or(0).max(tree));
+        let every = if kids.is_empty() {
+            PSS_EVERY_ALONE
+        } else {
+            PSS_EVERY_TREE
+        };
+        if samples.is_multiple_of(every) {
+            tree_pss = tree_pss.max(pss_of_tree(&kids));
         }
         samples = samples.wrapping_add(1);
         let kid_threads: u64 =
@@ -282,6 +267,8 @@ fn sample(
             shown = true;
         }
     }
+    // The end of the run: what it holds as it finishes counts too.
+    tree_pss = tree_pss.max(pss_of_tree(&children(exclude)));
     if shown {
         eprint!("\r\x1b[2K");
     }
@@ -290,7 +277,7 @@ fn sample(
         peak_threads: peak.map(|p| {
             p.saturating_sub(1 + HARNESS_THREADS.load(Ordering::Relaxed))
         }),
-        tree_pss_bytes: tree_pss,
+        peak_pss_bytes: tree_pss,
         own_cpu: thread_cpu_time().unwrap_or_default(),
     }
 }

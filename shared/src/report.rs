@@ -12,7 +12,8 @@ use crate::workload::{Checksum, Preset, Workload};
 ///
 /// 3: `lower_bound_s` is from the scheduled arrivals; the bound from the
 /// moments customers really walked in is `bound_as_kept_s`; new
-/// `kitchen_time` and `stamps`.
+/// `kitchen_time` and `stamps`; memory is `peak_pss_bytes` for every
+/// model.
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// Exact nearest-rank percentiles of a set of durations, in seconds.
@@ -76,9 +77,10 @@ pub struct Cost {
     /// CPU time of the server (its worker processes included), measuring
     /// left out.
     pub cpu: Option<Duration>,
-    /// Peak resident memory of the server; for a server with child
-    /// processes, the peak summed PSS of its tree.
-    pub peak_rss_bytes: Option<u64>,
+    /// Peak memory of the server: the largest summed proportional set
+    /// size (PSS) of its tree of processes, sampled; a process alone is a
+    /// tree of one.
+    pub peak_pss_bytes: Option<u64>,
     /// Most threads alive at once in the server, measuring left out.
     pub peak_threads: Option<u64>,
 }
@@ -151,10 +153,13 @@ pub struct Report {
     /// not zero, the schedule was not kept and the arrival lag says by
     /// how much.
     pub held_at_cap: u64,
-    /// Peak resident memory of the server in bytes; for a server with
-    /// child processes (workers, a broker), the peak summed PSS of its
-    /// tree, so that pages they share are counted once.
-    pub peak_rss_bytes: Option<u64>,
+    /// Peak memory of the server in bytes: the largest summed PSS of its
+    /// tree of processes (itself, and its workers or broker) seen by a
+    /// sampler, so that pages they share are counted once and a process
+    /// alone is measured the same way. (Before schema 3, a process alone
+    /// reported its peak RSS under the name `peak_rss_bytes`.)
+    #[serde(alias = "peak_pss_bytes")]
+    pub peak_pss_bytes: Option<u64>,
     /// Most threads alive at once in the server (sampled).
     pub peak_threads: Option<u64>,
     /// Whether the run was interrupted (Ctrl-C, SIGTERM) before every
@@ -230,7 +235,7 @@ impl Report {
             customers_cpu_s: night.cpu.map(|d| d.as_secs_f64()),
             connection_cap: night.cap as u64,
             held_at_cap: night.held_at_cap,
-            peak_rss_bytes: cost.peak_rss_bytes,
+            peak_pss_bytes: cost.peak_pss_bytes,
             peak_threads: cost.peak_threads,
             interrupted: night.interrupted,
             host: Host::this(),
@@ -406,8 +411,8 @@ impl fmt::Display for Report {
         };
         write!(
             f,
-            "  server cost    {threads} alive at peak (sampled), {} peak RSS",
-            self.peak_rss_bytes.map_or_else(na, mebibytes)
+            "  server cost    {threads} alive at peak (sampled), {} peak PSS",
+            self.peak_pss_bytes.map_or_else(na, mebibytes)
         )
     }
 }

@@ -92,7 +92,7 @@ fn json_is_one_line_with_the_expected_checksum_on_every_preset() {
         if cfg!(target_os = "linux") {
             // The reference is one thread; the sampler is left out.
             assert_eq!(v["peak_threads"], 1);
-            assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+            assert!(v["peak_pss_bytes"].as_u64().unwrap() > 0);
             assert!(v["cpu_s"].as_f64().unwrap() > 0.0);
         }
     }

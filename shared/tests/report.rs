@@ -56,7 +56,7 @@ fn the_json_report_has_the_pinned_fields() {
     let checksum = verify(&w, &night).unwrap();
     let cost = Cost {
         cpu: Some(Duration::from_millis(5)),
-        peak_rss_bytes: None,
+        peak_pss_bytes: None,
         peak_threads: Some(1),
     };
     let report = Report::new("sequential", &w, 1, &night, checksum, cost);
@@ -92,7 +92,7 @@ fn the_json_report_has_the_pinned_fields() {
     // Order sent at 2 ms, plate at 9 ms.
     assert_eq!(v["kitchen_time"]["max"], 0.007);
     assert_eq!(v["stamps"], "kernel");
-    assert!(v["peak_rss_bytes"].is_null());
+    assert!(v["peak_pss_bytes"].is_null());
     assert_eq!(v["peak_threads"], 1);
     assert_eq!(v["interrupted"], false);
     assert!(v["host"]["cores"].as_u64().unwrap() >= 1);

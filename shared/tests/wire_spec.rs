@@ -555,7 +555,7 @@ fn customers_alone_leave_the_servers_cost_empty() {
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["served"], 6);
-    for unseen in ["cpu_s", "peak_rss_bytes", "peak_threads"] {
+    for unseen in ["cpu_s", "peak_pss_bytes", "peak_threads"] {
         assert!(v[unseen].is_null(), "{unseen}: {}", v[unseen]);
     }
     assert_eq!(v["cooks"], 0);

@@ -87,6 +87,12 @@ pub fn write(
             None,
         )?;
     }
+    if let Some((stage, rows)) =
+        results.iter().find(|(s, _)| s.preset == README_PRESET)
+    {
+        let readme = dir.join("../../../README.md");
+        readme_example(&readme, stage, rows, limit, rounds)?;
+    }
     fs::write(dir.join("machine.md"), machine_page(examples, &command))?;
     fs::write(
         dir.join("redis-streams.md"),
@@ -102,6 +108,59 @@ pub fn write(
         mapping(results, &footer),
     )?;
     Ok(())
+}
+
+/// The preset the README shows, where long chops meet a steady stream
+/// of customers.
+const README_PRESET: restaurant::Preset = restaurant::Preset::BigOrder;
+
+/// The lines around the README's example, which `--write-book` replaces.
+const README_BEGINS: &str =
+    "<!-- The example below is written by `compare --write-book`. -->";
+const README_ENDS: &str = "<!-- End of the example written by compare. -->";
+
+/// Writes the README's example (its sentence and the terminal table of
+/// `stage`, as `cargo run --release` prints it) between its markers.
+fn readme_example(
+    readme: &Path,
+    stage: &Stage,
+    rows: &[Row],
+    limit: Duration,
+    rounds: u32,
+) -> Result<()> {
+    let text = fs::read_to_string(readme)
+        .with_context(|| format!("reading {}", readme.display()))?;
+    let (Some(begin), Some(end)) =
+        (text.find(README_BEGINS), text.find(README_ENDS))
+    else {
+        eprintln!("the README has no markers for its example: left as it is");
+        return Ok(());
+    };
+    let mut block = format!(
+        "{README_BEGINS}\n\nPart of what the book's run printed on the \
+         project's machine ({}; {}; {rounds} rounds, so each figure is a \
+         median): the preset where long chops meet a steady stream of \
+         customers.\n\n```text\n$ cargo run --release -- --write-book\n…\n{}\n",
+        machine::short(),
+        machine::today(),
+        stage.headline(),
+    );
+    if let Some(floor) = stage.floor_line() {
+        let _ = writeln!(block, "{floor}");
+    }
+    let _ =
+        writeln!(block, "{}", render::table(stage, rows, limit, false, 100));
+    for line in render::verdict(stage, rows) {
+        let _ = writeln!(block, "{line}");
+    }
+    block.push_str("…\n");
+    for line in render::legend(false, rounds) {
+        let _ = writeln!(block, "{line}");
+    }
+    block.push_str("```\n\n");
+    let written = format!("{}{block}{}", &text[..begin], &text[end..]);
+    fs::write(readme, written)
+        .with_context(|| format!("writing {}", readme.display()))
 }
 
 /// `model` beside `sibling` on every preset: makespan, counter wait,
@@ -783,4 +842,41 @@ pub fn staffing(
     );
     fs::write(dir.join("staffing.md"), md)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_example_is_replaced_between_its_markers_only() {
+        let dir = std::env::temp_dir()
+            .join(format!("compare-readme-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let readme = dir.join("README.md");
+        let before = format!(
+            "# Title\n\nabove\n\n{README_BEGINS}\nold table\n{README_ENDS}\n\
+             below\n"
+        );
+        fs::write(&readme, &before).unwrap();
+        let stage = Stage {
+            preset: README_PRESET,
+            orders: 500,
+            seed: 1,
+            time_scale: 1.0,
+            cores: 2,
+            lower_bound: Duration::from_secs(1),
+            expected: "0x0".to_owned(),
+            floor: None,
+        };
+        readme_example(&readme, &stage, &[], Duration::from_secs(10), 5)
+            .unwrap();
+        let after = fs::read_to_string(&readme).unwrap();
+        let _ = fs::remove_dir_all(&dir);
+        assert!(after.starts_with("# Title\n\nabove\n\n"), "{after}");
+        assert!(after.ends_with(&format!("{README_ENDS}\nbelow\n")));
+        assert!(!after.contains("old table"), "{after}");
+        assert!(after.contains("big-order: 500 orders, seed 1"), "{after}");
+        assert!(after.contains("5 rounds"), "{after}");
+    }
 }

@@ -26,9 +26,11 @@
 //!
 //! How it differs from its siblings: the code is `concurrency-tokio`'s,
 //! statement for statement, except for the one that builds the runtime.
-//! So every difference the comparison shows between the two comes from the
-//! runtime alone: one thread instead of one per core. `--cooks` means
-//! nothing here; only 1 is accepted.
+//! That one line changes two things: one thread instead of one per core,
+//! and where the accept loop runs (there, `block_on` gives it the calling
+//! thread, which is not a worker; here it shares the one thread with
+//! every customer and cook). `--cooks` means nothing here; only 1 is
+//! accepted.
 //!
 //! **Its weakness, measured:** only one thing runs at a time, so a chop
 //! holds the whole restaurant. While a cook chops, nobody accepts, greets

@@ -577,6 +577,12 @@ where
         return customers_child(&run.args);
     }
     customers::raise_fd_limit();
+    if run.args.listen.is_none() {
+        // A night's server holds a descriptor per customer inside at most:
+        // grown now, its table never stalls the night (see
+        // `reserve_descriptors`).
+        customers::reserve_descriptors(run.args.workload.orders() + 64);
+    }
     if run.args.trace.is_some() {
         crate::trace::enable();
     }

@@ -10,7 +10,9 @@
 //! their own so that it never counts as the model's.
 //!
 //! Two threads do it. The *pacer* sleeps until each arrival and starts the
-//! connection itself, so a busy I/O loop never makes a customer late; the
+//! connection itself, so a busy I/O loop never makes a customer late (on
+//! Linux, where allowed, it runs at real-time priority, so a server that
+//! keeps both cores busy cannot delay it either); the
 //! customer's conversation then runs as a task on a single-threaded tokio
 //! runtime, one task per open connection. The pacer keeps at most
 //! [`connection_cap`] connections open: beyond that a customer waits for
@@ -210,6 +212,46 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// Grows this process's table of file descriptors to hold `n` of them
+/// now, before any is timed (Linux).
+///
+/// The kernel doubles the table as descriptors are opened, and in a
+/// process with several threads each doubling waits for an RCU grace
+/// period: 10 to 30 ms on the project's machine, during which the thread
+/// opening a socket stands still. Measured with 5,000 customers, their
+/// pacer stalled at the 256th, 512th, 1,024th and 2,048th connection, each
+/// time making the customers after it late. A server that has run for a
+/// while has its table grown already; a run of a few seconds has not. So
+/// the customers, and the server before it opens, grow theirs first: one
+/// descriptor duplicated high up and closed again (the table never
+/// shrinks). Does nothing elsewhere, or past the open-file limit.
+pub fn reserve_descriptors(n: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let n = n.min(fd_limit().unwrap_or(0).saturating_sub(1));
+        let Ok(n) = libc::c_int::try_from(n) else {
+            return;
+        };
+        if n < 64 {
+            return;
+        }
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) duplicates standard error (or
+        // fails harmlessly if it is closed) onto a new descriptor that
+        // nothing else knows of, which is closed at once.
+        #[allow(unsafe_code)]
+        unsafe {
+            let high = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, n);
+            if high >= 0 {
+                libc::close(high);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = n;
+    }
+}
+
 fn fd_limit() -> Option<usize> {
     #[cfg(unix)]
     {
@@ -316,6 +358,8 @@ pub fn visit_with(
         .enable_time()
         .build()?;
     let cap = connection_cap();
+    // A descriptor per open connection, and a few for the process itself.
+    reserve_descriptors(workload.orders().len().min(cap) + 64);
     let slots = Arc::new(Slots {
         free: Mutex::new(cap),
         freed: Condvar::new(),
@@ -438,6 +482,7 @@ fn pace(
     news: &mpsc::UnboundedSender<News>,
 ) -> u64 {
     precise_timers();
+    let spin = if keep_time_first() { SPIN_FIRST } else { SPIN };
     let mut held = 0;
     let mut walked = 0;
     for (i, order) in orders.iter().enumerate() {
@@ -452,9 +497,9 @@ fn pace(
                 break;
             }
             let left = due - now;
-            if left > SPIN {
+            if left > spin {
                 // Sleep in short steps, so a stop is seen within 50 ms.
-                thread::sleep((left - SPIN).min(Duration::from_millis(50)));
+                thread::sleep((left - spin).min(Duration::from_millis(50)));
             } else {
                 std::hint::spin_loop();
             }
@@ -490,6 +535,39 @@ fn pace(
 /// (in the customers' CPU, never the server's). Spinning by `yield_now` instead gives the core away to any
 /// other runnable thread, for a whole time slice.
 const SPIN: Duration = Duration::from_micros(300);
+
+/// How long before an arrival a pacer that runs first spins: its wake-up
+/// is not delayed by other threads, only by the timer itself, so a short
+/// spin covers it. (On the project's machine, `takeout` against the null
+/// restaurant: arrival lag p99 0.3 ms with 0 µs or 20 µs of spinning; with
+/// 50 µs the pacer held a core at real-time priority through the burst
+/// and the null restaurant's counter wait p99 rose from 7 ms to 35–46 ms.)
+const SPIN_FIRST: Duration = Duration::from_micros(20);
+
+/// Asks the kernel to run this thread before any ordinary one whenever it
+/// is ready (Linux's `SCHED_FIFO` at the lowest real-time priority), so a
+/// server that keeps both cores busy cannot make a customer late: the
+/// pacer sleeps until each arrival, and wakes on time. It needs the
+/// privilege to (root, or `CAP_SYS_NICE`); without it the pacer is an
+/// ordinary thread, and the arrival lag in the report says how late it
+/// was. Returns whether it runs first.
+fn keep_time_first() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with
+        // a valid, initialised parameter; it touches no memory of ours
+        // beyond reading `param`.
+        #[allow(unsafe_code)]
+        let set =
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        set == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
 
 /// Asks the kernel for tight timer wake-ups for this thread (Linux's
 /// default "timer slack" lets a sleep end up to 50 µs late).

@@ -85,8 +85,13 @@ fn json_is_one_line_with_the_expected_checksum_on_every_preset() {
         assert_eq!(v["checksum"], expected.to_string(), "{preset}");
         assert_eq!(v["served"], 40);
         assert_eq!(v["model"], "sequential");
-        assert_eq!(v["schema_version"], 2);
-        for field in ["counter_wait", "connect_wait", "arrival_lag"] {
+        assert_eq!(v["schema_version"], restaurant::report::SCHEMA_VERSION);
+        for field in [
+            "counter_wait",
+            "kitchen_time",
+            "connect_wait",
+            "arrival_lag",
+        ] {
             assert!(v[field]["p99"].as_f64().is_some(), "{field}: {v}");
         }
         if cfg!(target_os = "linux") {
@@ -94,6 +99,7 @@ fn json_is_one_line_with_the_expected_checksum_on_every_preset() {
             assert_eq!(v["peak_threads"], 1);
             assert!(v["peak_pss_bytes"].as_u64().unwrap() > 0);
             assert!(v["cpu_s"].as_f64().unwrap() > 0.0);
+            assert_eq!(v["stamps"], "kernel");
         }
     }
 }

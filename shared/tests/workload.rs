@@ -105,7 +105,11 @@ fn banquet_guests_all_arrive_at_once_and_chop_hard() {
 #[test]
 fn takeout_is_a_burst_of_simmering() {
     let w = Workload::generate(Preset::Takeout, 5000, 1);
-    assert!(w.last_arrival() < Duration::from_millis(200));
+    // About half a second: 100 µs apart on average, as fast as the
+    // customers can pace connections on two cores.
+    let last = w.last_arrival();
+    assert!(last > Duration::from_millis(400), "{last:?}");
+    assert!(last < Duration::from_millis(600), "{last:?}");
     let work = Duration::from_micros(w.total_work());
     assert!(w.total_simmer() > work * 100, "takeout is waiting");
 }
@@ -305,4 +309,31 @@ fn a_unit_is_measured_in_a_plausible_range() {
     let unit = kernel::measure_unit();
     assert!(unit > Duration::from_nanos(10), "{unit:?}");
     assert!(unit < Duration::from_micros(100), "{unit:?}");
+}
+
+#[test]
+fn every_quick_size_keeps_its_presets_character() {
+    for preset in Preset::ALL {
+        let (orders, scale) = preset.quick();
+        let w = Workload::generate_scaled(preset, orders, 1, scale);
+        // Arrivals the customers can pace: 100 µs apart on average at
+        // least, or all at once for the banquet.
+        if preset == Preset::Banquet {
+            assert_eq!(w.last_arrival(), Duration::ZERO);
+        } else {
+            let gap = w.last_arrival() / (orders as u32 - 1);
+            assert!(gap >= Duration::from_micros(95), "{preset}: {gap:?}");
+        }
+    }
+    // big-order keeps a cake; takeout keeps its long simmers.
+    let (orders, scale) = Preset::BigOrder.quick();
+    let w = Workload::generate_scaled(Preset::BigOrder, orders, 1, scale);
+    assert!(w.orders().iter().any(|o| chop_units(o) >= 100_000));
+    let (orders, scale) = Preset::Takeout.quick();
+    let w = Workload::generate_scaled(Preset::Takeout, orders, 1, scale);
+    assert!(
+        w.orders()
+            .iter()
+            .all(|o| o.simmer() >= Duration::from_millis(400))
+    );
 }

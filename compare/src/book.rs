@@ -316,7 +316,7 @@ pub fn backlog(
     let _ = writeln!(
         md,
         "\n`concurrency-tokio --preset takeout --backlog N` (5,000 \
-         customers in about 100 ms), measured on {} on {}.",
+         customers in about half a second), measured on {} on {}.",
         machine::short(),
         machine::today()
     );

@@ -359,6 +359,9 @@ pub fn legend(wide: bool, repeats: u32) -> Vec<String> {
 /// harness can tell apart two counter waits closer than its own).
 const TIE: f64 = 0.05;
 
+/// How many of the models tied for a lead a verdict names.
+const NAMED: usize = 4;
+
 /// The verdict under a table: who leads on makespan, on counter wait and
 /// on CPU, among the runs whose customers kept their schedule.
 ///
@@ -406,10 +409,17 @@ pub fn verdict(stage: &Stage, rows: &[Row]) -> Vec<String> {
             .map(|(row, v)| format!("{} ({})", name(row, true), seconds(*v)))
             .collect();
         let line = if tied.len() > 1 {
+            // The closest few by name, so that the line stays readable;
+            // `--json` has every figure.
+            let more = tied.len().saturating_sub(NAMED);
+            let mut names = tied[..tied.len().min(NAMED)].join(", ");
+            if more > 0 {
+                let _ = write!(names, " and {more} more");
+            }
             format!(
-                "  {what}: tied within {}: {}",
-                seconds(within),
-                tied.join(", ")
+                "  {what}: {} tied within {}: {names}",
+                tied.len(),
+                seconds(within)
             )
         } else {
             let head =
@@ -733,6 +743,20 @@ mod tests {
         assert!(fastest.contains("smol") && fastest.contains("tokio"));
         assert!(!fastest.contains("sequential"), "{fastest}");
         assert!(lines[0].contains("one round"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_long_tie_names_the_closest_and_counts_the_rest() {
+        let stage = stage_with_floor(0.0001);
+        let rows: Vec<Row> = (0..7)
+            .map(|i| measured(&format!("m{i}"), &[1.0 + i as f64 * 1e-3], 0.0))
+            .collect();
+        let lines = verdict(&stage, &rows);
+        let fastest = lines.iter().find(|l| l.contains("fastest")).unwrap();
+        assert!(fastest.contains("7 tied"), "{fastest}");
+        assert!(fastest.contains("m0") && fastest.contains("m3"));
+        assert!(!fastest.contains("m4"), "{fastest}");
+        assert!(fastest.ends_with("and 3 more"), "{fastest}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ struct Cli {
     json: bool,
 
     /// Write every table, chart and timeline of the book to
-    /// book/src/results/, from at least 5 rounds (about 20 minutes)
+    /// book/src/results/, from at least 5 rounds (about 25 minutes on 2 cores)
     #[arg(long)]
     write_book: bool,
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 use restaurant::Report;
-use restaurant::report::Percentiles;
+use restaurant::report::{Percentiles, seconds};
 use serde::Serialize;
 
 use crate::discover::{Example, Workspace};
@@ -214,13 +214,10 @@ pub fn measure(
                     stage.preset,
                     round + 1
                 ));
-                let mut args = workload_args(stage);
-                args.extend(job.args.iter().cloned());
-                args.extend(setup.extra.iter().cloned());
                 let outcome = check(
                     run::run(
                         &setup.workspace.binary(&job.example),
-                        &args,
+                        &run_args(setup, stage, job),
                         setup.limit,
                     ),
                     stage,
@@ -303,23 +300,41 @@ impl Floor {
     }
 }
 
+/// Everything `job` runs with on `stage`: the workload's arguments, its
+/// own, then compare's `--example-args`.
+fn run_args(setup: &Setup, stage: &Stage, job: &Job) -> Vec<String> {
+    let mut args = workload_args(stage);
+    args.extend(job.args.iter().cloned());
+    args.extend(setup.extra.iter().cloned());
+    args
+}
+
 /// The cooks `job` is given on `stage`, asked of the example itself
 /// (`--print-cooks` resolves `auto` and the defaults without serving).
+/// `None` when it cannot say; a model that does not answer within the
+/// time limit is killed like any run, and named.
 fn cooks_given(setup: &Setup, stage: &Stage, job: &Job) -> Option<u64> {
-    let output =
-        std::process::Command::new(setup.workspace.binary(&job.example))
-            .args(workload_args(stage))
-            .args(&job.args)
-            .args(setup.extra)
-            .arg("--print-cooks")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
-    if !output.status.success() {
-        return None;
+    let mut args = run_args(setup, stage, job);
+    args.push("--print-cooks".to_owned());
+    let binary = setup.workspace.binary(&job.example);
+    match run::supervise(&binary, &args, setup.limit) {
+        Ok(stdout) => stdout.trim().parse().ok(),
+        Err(Outcome::Dnf) => {
+            // Printed around the progress bar, not through it: a hidden
+            // bar (stderr not a terminal) would swallow the line.
+            setup.progress.suspend(|| {
+                eprintln!(
+                    "compare: {} did not answer --print-cooks within {}: \
+                     killed, and its cooks are not shown",
+                    job.example.model,
+                    seconds(setup.limit.as_secs_f64())
+                );
+            });
+            None
+        }
+        // Its run already failed and said why; its cooks cell stays empty.
+        Err(_) => None,
     }
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
 }
 
 /// ` --cooks 4` for a job's arguments, for progress messages.

@@ -57,6 +57,30 @@ const POLL: Duration = Duration::from_millis(5);
 /// Runs `binary args…`, killing it and its whole process tree after
 /// `limit`. Its stdout must be one JSON report (the examples' `--json`).
 pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
+    let stdout = match supervise(binary, args, limit) {
+        Ok(stdout) => stdout,
+        Err(ended) => return ended,
+    };
+    match serde_json::from_str::<Report>(stdout.trim()) {
+        Ok(report) => Outcome::Ok(Box::new(report)),
+        Err(e) => {
+            Outcome::Failed(format!("its --json output is not a report: {e}"))
+        }
+    }
+}
+
+/// Starts `binary args…` in a process group of its own, tied to compare's
+/// life and to its Ctrl-C, waits for it for at most `limit`, kills its
+/// whole tree whatever became of it, and returns its stdout. `Err` holds
+/// the outcome when it did not exit with success: a DNF at the limit, else
+/// a failure naming why. Every run of an example goes through here, a
+/// question such as `--print-cooks` too: a model that hangs on it must
+/// not hang compare.
+pub fn supervise(
+    binary: &Path,
+    args: &[String],
+    limit: Duration,
+) -> Result<String, Outcome> {
     let mut command = Command::new(binary);
     command
         .args(args)
@@ -70,17 +94,11 @@ pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     restaurant::child::die_with_parent(&mut command);
     if interrupted() {
-        return Outcome::Failed("interrupted".to_owned());
+        return Err(Outcome::Failed("interrupted".to_owned()));
     }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            return Outcome::Failed(format!(
-                "cannot start {}: {e}",
-                binary.display()
-            ));
-        }
-    };
+    let mut child = command.spawn().map_err(|e| {
+        Outcome::Failed(format!("cannot start {}: {e}", binary.display()))
+    })?;
     RUNNING.store(child.id(), Ordering::SeqCst);
     // Drain both pipes on threads, so a chatty example never blocks on a
     // full pipe while we wait for it.
@@ -90,10 +108,12 @@ pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= limit => break None,
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if started.elapsed() >= limit => break Err(Outcome::Dnf),
             Ok(None) => thread::sleep(POLL),
-            Err(e) => return Outcome::Failed(format!("waiting for it: {e}")),
+            Err(e) => {
+                break Err(Outcome::Failed(format!("waiting for it: {e}")));
+            }
         }
     };
     // Whatever became of the example, nothing of its tree outlives it: a
@@ -101,20 +121,13 @@ pub fn run(binary: &Path, args: &[String], limit: Duration) -> Outcome {
     // stretch the run past its limit.
     kill_tree(&mut child);
     RUNNING.store(0, Ordering::SeqCst);
-    let Some(status) = status else {
-        return Outcome::Dnf;
-    };
+    let status = status?;
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     if !status.success() {
-        return Outcome::Failed(summary(&stderr, &status.to_string()));
+        return Err(Outcome::Failed(summary(&stderr, &status.to_string())));
     }
-    match serde_json::from_str::<Report>(stdout.trim()) {
-        Ok(report) => Outcome::Ok(Box::new(report)),
-        Err(e) => {
-            Outcome::Failed(format!("its --json output is not a report: {e}"))
-        }
-    }
+    Ok(stdout)
 }
 
 fn drain<R: Read + Send + 'static>(

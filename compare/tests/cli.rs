@@ -417,3 +417,175 @@ fn a_model_whose_program_is_missing_is_skipped_not_failed() {
     assert!(message.contains("redis-server"), "{message}");
     assert_eq!(redis["repeats"], 0);
 }
+
+/// A target folder whose `sequential` fails every night and hangs when
+/// asked `--print-cooks`, writing its pid to `probe.pid` first: compare
+/// asks that of every run that failed. Returns the folder.
+#[cfg(target_os = "linux")]
+fn hanging_on_print_cooks(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir()
+        .join(format!("compare-{name}-{}", std::process::id()));
+    let release = dir.join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    let pidfile = dir.join("probe.pid");
+    let script = format!(
+        "#!/bin/sh\n\
+         for a in \"$@\"; do\n\
+           if [ \"$a\" = --print-cooks ]; then\n\
+             echo $$ > {pid}.tmp && mv {pid}.tmp {pid}\n\
+             exec sleep 600\n\
+           fi\n\
+         done\n\
+         echo 'sequential: error: broken on purpose' >&2\n\
+         exit 1\n",
+        pid = pidfile.display()
+    );
+    let model = release.join("sequential");
+    std::fs::write(&model, script).unwrap();
+    std::fs::set_permissions(&model, std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    dir
+}
+
+/// Starts compare on the broken `sequential` in `dir`.
+#[cfg(target_os = "linux")]
+fn compare_in(dir: &std::path::Path, limit: &str) -> std::process::Child {
+    use std::process::Stdio;
+    Command::cargo_bin("compare")
+        .unwrap()
+        .args(["--no-build", "--models", "sequential", "--quick"])
+        .args(["--preset", "banquet", "--time-limit", limit])
+        .env("CARGO_TARGET_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The hanging probe, once it runs: its pid, which is also its process
+/// group's (compare gives each run a group of its own). Dropped, it kills
+/// whatever is left of the group, so that a failing test leaves nothing
+/// running behind it.
+#[cfg(target_os = "linux")]
+struct Probe(u32);
+
+#[cfg(target_os = "linux")]
+impl Probe {
+    /// Waits for the probe to write its pid.
+    fn started(dir: &std::path::Path) -> Probe {
+        let started = Instant::now();
+        loop {
+            if let Ok(pid) = std::fs::read_to_string(dir.join("probe.pid")) {
+                return Probe(pid.trim().parse().unwrap());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "compare never asked --print-cooks"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The probe and what is left of its group, still running.
+    fn left(&self) -> Vec<u32> {
+        let mut left = running_in_group(self.0);
+        // Itself too: a probe that is not a group leader has no group.
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0));
+        let alive = stat.is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        });
+        if alive && !left.contains(&self.0) {
+            left.push(self.0);
+        }
+        left
+    }
+
+    /// Asserts the probe and its group are gone within a few seconds.
+    fn assert_gone(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.left().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.left();
+        assert!(
+            left.is_empty(),
+            "the --print-cooks probe survived: {left:?}"
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Probe {
+    fn drop(&mut self) {
+        use nix::sys::signal::{SIGKILL, kill};
+        use nix::unistd::Pid;
+        for pid in self.left() {
+            let _ = kill(Pid::from_raw(pid as i32), SIGKILL);
+        }
+    }
+}
+
+/// Waits for `child` for at most `within`; past it, kills it and fails.
+#[cfg(target_os = "linux")]
+fn output_by(mut child: std::process::Child, within: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > within {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("compare still running after {within:?}: {out:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_model_hanging_on_print_cooks_is_killed_at_the_time_limit() {
+    let dir = hanging_on_print_cooks("probe-limit");
+    let child = compare_in(&dir, "2");
+    let probe = Probe::started(&dir);
+    let out = output_by(child, Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(&dir);
+    probe.assert_gone();
+    // The night failed: that is the exit status, the probe changes nothing.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sequential did not answer --print-cooks within"),
+        "{stderr}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_kills_a_hanging_print_cooks_probe() {
+    let dir = hanging_on_print_cooks("probe-ctrl-c");
+    let child = compare_in(&dir, "600");
+    let probe = Probe::started(&dir);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGINT,
+    )
+    .unwrap();
+    let out = output_by(child, Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+    probe.assert_gone();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_print_cooks_probe_dies_with_compare() {
+    let dir = hanging_on_print_cooks("probe-kill");
+    let mut child = compare_in(&dir, "600");
+    let probe = Probe::started(&dir);
+    // SIGKILL: compare has no chance to clean up; the kernel must.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    probe.assert_gone();
+}

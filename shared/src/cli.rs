@@ -950,8 +950,10 @@ fn customers_child(args: &Args) -> ExitCode {
     };
     let workload = args.workload.generate();
     let stop = Arc::new(AtomicBool::new(false));
-    // A second Ctrl-C from the terminal reaches this process too; the
-    // server says STOP, so ignore the signal itself here.
+    // On Linux this process has a process group of its own, out of the
+    // terminal's reach (see `child`); elsewhere a terminal's Ctrl-C
+    // reaches it too. Either way the server says STOP: ignore the signal
+    // itself here.
     let _ = ctrlc::set_handler(|| {});
 
     // Stdin: GO, then perhaps STOP; end-of-file means the server is gone.

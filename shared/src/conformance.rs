@@ -33,6 +33,9 @@
 //! bounded time ([`time_limit`]), so a model that hangs fails its test
 //! instead of hanging it. [`check_binary`] runs the real binary as a reader
 //! would; [`report_of`] and [`thread_names`] serve a crate's own tests.
+//! `check_ctrl_c_to_the_group` (Linux) sends a night, and `--listen`, the
+//! SIGINT a terminal sends to its whole foreground group, and expects the
+//! run closed with nothing lost and nothing of its tree left.
 //!
 //! A hung model cannot be stopped from outside its threads, only killed
 //! with its process. So [`check`], [`check_panic`] and [`check_rude`] run
@@ -49,6 +52,11 @@
 //! run again by name (the check is called from another thread, or from a
 //! harness of one's own), the check runs in the test's process, as
 //! [`Server`] and [`serve_case`] always do, and says so on stderr.
+
+#[cfg(target_os = "linux")]
+mod ctrl_c;
+#[cfg(target_os = "linux")]
+pub use ctrl_c::check_ctrl_c_to_the_group;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -283,6 +283,17 @@ fn ctrl_c_finishes_the_orders_inside_and_says_how_many() {
     );
 }
 
+/// A terminal's Ctrl-C reaches the whole foreground group, the
+/// customers' process included: the night still closes as after a SIGINT
+/// to the server alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_to_the_whole_group_closes_the_night() {
+    restaurant::conformance::check_ctrl_c_to_the_group(env!(
+        "CARGO_BIN_EXE_sequential"
+    ));
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn the_customers_die_with_a_killed_server() {

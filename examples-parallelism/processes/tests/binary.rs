@@ -9,6 +9,14 @@ fn the_binary_honours_the_contract() {
     restaurant::conformance::check_binary(BINARY);
 }
 
+/// A terminal's Ctrl-C reaches the whole foreground group: no worker may
+/// die of it while the server finishes the orders in.
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_to_the_whole_group_loses_no_worker() {
+    restaurant::conformance::check_ctrl_c_to_the_group(BINARY);
+}
+
 /// The shared probe counts the threads of the main thread's children: the
 /// workers must show in `peak_threads`.
 #[cfg(target_os = "linux")]

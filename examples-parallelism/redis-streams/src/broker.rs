@@ -7,7 +7,9 @@
 //! answers, and kills and reaps it when the [`RedisServer`] is dropped (on
 //! every way out of `serve`, a panic included). A run killed outright
 //! (`kill -9`) runs no `Drop`: on Linux the kernel kills the server with
-//! it (`restaurant::child::die_with_parent`).
+//! it (`restaurant::child::die_with_parent`), which also keeps it out of
+//! the terminal's process group, so that a Ctrl-C, meant for the run, does
+//! not shut Redis down under the orders still inside.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, TcpListener};

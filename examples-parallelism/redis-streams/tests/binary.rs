@@ -133,3 +133,12 @@ fn cook_processes_count_in_peak_threads() {
     // Each cook has two threads at least (its loop and its heartbeat).
     assert!(peak >= 6, "{peak} threads at peak for 3 cooks");
 }
+
+/// A terminal's Ctrl-C reaches the whole foreground group: neither the
+/// redis-server the run started nor a cook may die of it while the
+/// server finishes the orders in, in a night or under `--listen`.
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_to_the_whole_group_loses_no_order() {
+    restaurant::conformance::check_ctrl_c_to_the_group(BINARY);
+}

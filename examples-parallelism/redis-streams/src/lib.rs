@@ -40,6 +40,9 @@
 //!   is a *poison* order: the cook that claims it next gives it up, its
 //!   customer is told `ERROR`, and `serve` fails at closing time naming
 //!   it.
+//! - A local cook **stopped** (SIGSTOP) loses its ticket like a dead one;
+//!   at closing time, one still there [`LEAVE_LIMIT`] after its stdin
+//!   closed is killed, and the server says so.
 //! - A **malformed** entry on either stream (written by someone else) is
 //!   logged, acknowledged and moved to a dead-letter stream
 //!   ([`DEAD_LETTERS`]); nobody's order is lost over it.
@@ -155,6 +158,14 @@ const REDIS_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long a local cook may take to join the group and say so.
 const HIRE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a local cook may take to leave once closing time has closed
+/// its stdin. A cook leaves at once, even mid-chop (its stdin's thread
+/// ends the process), so only one that cannot run (stopped with SIGSTOP,
+/// or wedged in the kernel) is still there after it: it is killed, and
+/// the server says so. Its ticket, if it held one, went to another cook
+/// long before: closing time waits for every plate.
+pub const LEAVE_LIMIT: Duration = Duration::from_secs(5);
 
 // ANCHOR: protocol
 /// Cashier → cooks: one entry of [`TICKETS`], its JSON in field `order`.
@@ -921,14 +932,39 @@ impl Crew {
     }
 
     /// Closing time: closes every cook's stdin, which ends it, and reaps
-    /// it. A cook that ends badly even so is an error.
+    /// it. A cook still there [`LEAVE_LIMIT`] later is killed, with a
+    /// word on stderr: every plate is served by then, so it costs nothing
+    /// but must not hold the night open. A cook that ends badly by itself
+    /// is an error.
     fn close(&mut self) -> Result<(), BoxError> {
         for hand in &mut self.cooks {
             hand.stdin = None; // all at once, so they all leave together
         }
+        let deadline = Instant::now() + LEAVE_LIMIT;
         for hand in std::mem::take(&mut self.cooks) {
             let Hand { mut child, .. } = hand;
-            let status = child.wait()?;
+            // std has no wait with a time-out: poll, as the pass does.
+            let status = loop {
+                if let Some(status) = child.try_wait()? {
+                    break Some(status);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                thread::sleep(Duration::from_millis(5));
+            };
+            let Some(status) = status else {
+                let pid = child.id();
+                // SIGKILL reaches a stopped process too.
+                let _ = child.kill();
+                child.wait()?;
+                eprintln!(
+                    "{}: cook (pid {pid}) had not left {LEAVE_LIMIT:?} after \
+                     closing (stopped?): killed; no order was waiting on it",
+                    MODEL.name
+                );
+                continue;
+            };
             if !status.success() {
                 return Err(format!(
                     "cook (pid {}) ended with {status}",

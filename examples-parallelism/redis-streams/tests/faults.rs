@@ -357,3 +357,60 @@ fn everything_dies_with_a_killed_server() {
     );
     drop(customer);
 }
+
+/// A cook stopped with SIGSTOP mid-order: its heartbeat stops with it, so
+/// the other cook claims its ticket and every plate is served; at closing
+/// the stopped cook cannot leave, and is killed after
+/// [`LEAVE_LIMIT`](parallelism_redis_streams::LEAVE_LIMIT) rather than
+/// hold the night open for ever.
+#[test]
+fn a_stopped_cook_is_killed_at_closing_and_the_night_ends() {
+    use parallelism_redis_streams::LEAVE_LIMIT;
+    let dir = scratch("stopped");
+    let child = Command::new(BINARY)
+        .args(["--orders", "40", "--time-scale", "20", "--cooks", "2"])
+        .env("REDIS_STREAMS_PIDS", &dir)
+        .env("REDIS_COOK_STALL_ON", "5")
+        .env("REDIS_COOK_CLAIM_IDLE_MS", "200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut server = Killed(child);
+    let mut stderr = server.0.stderr.take().expect("stderr is piped");
+    let said = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let stopped = wait_for_pid(&dir.join("stalled"), LIMIT);
+    let signal = Command::new("kill")
+        .args(["-STOP", &stopped.to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(signal.success(), "kill -STOP {stopped} failed");
+    let began = Instant::now();
+    // The rest of the night, then the stopped cook's limit; the margin is
+    // for a slow machine.
+    let bound = LEAVE_LIMIT + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("waitpid") {
+            break status;
+        }
+        assert!(
+            began.elapsed() < bound,
+            "it did not end within {bound:?} of a cook's SIGSTOP"
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
+    let stderr = said.join().expect("the reader thread");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cook (pid {stopped}) had not left"))
+            && stderr.contains("killed"),
+        "{stderr}"
+    );
+    let cooks = pids(&dir, "cook");
+    assert_gone(&cooks, Duration::from_secs(1), "cooks");
+}

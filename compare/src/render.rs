@@ -267,7 +267,7 @@ fn cells(stage: &Stage, row: &Row, limit: Duration, wide: bool) -> Vec<String> {
                 .map(|c| (c.cell)(row, report, efficiency))
                 .collect()
         }
-        Outcome::Dnf => ended(format!("DNF {:.0} s", limit.as_secs_f64())),
+        Outcome::Dnf => ended(format!("DNF {}", seconds(limit.as_secs_f64()))),
         Outcome::Failed(_) => ended("FAILED".to_owned()),
         Outcome::Skipped(_) => ended("skipped".to_owned()),
     });

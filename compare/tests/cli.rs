@@ -145,6 +145,17 @@ fn a_run_past_its_limit_is_dnf_and_not_an_error() {
 }
 
 #[test]
+fn a_sub_second_limit_is_shown_in_its_own_unit() {
+    // Sequential cannot serve takeout in half a second.
+    let out =
+        compare(&["--quick", "--preset", "takeout", "--time-limit", "0.5"]);
+    // Nothing was verified: that is exit 1, and the table is printed.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("DNF 500.0 ms"), "{text}");
+}
+
+#[test]
 fn the_text_output_has_a_table_per_preset() {
     let out = compare(&["--quick", "--preset", "banquet"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

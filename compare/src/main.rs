@@ -85,10 +85,12 @@ struct Cli {
     repeats: Option<u32>,
 
     /// Run the chosen models (--models, default parallelism-thread-pool)
-    /// at each of these numbers of cooks, comma-separated, and draw
-    /// efficiency, counter wait, latency, threads and memory against cooks
+    /// at each of these numbers of cooks, comma-separated (at most 10000,
+    /// the most any model takes; each model's --help says its own cap),
+    /// and draw efficiency, counter wait, latency, threads and memory
+    /// against cooks
     #[arg(long, value_delimiter = ',', value_name = "LIST",
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+          value_parser = parse_sweep_cooks)]
     sweep_cooks: Vec<u64>,
 
     /// The workload seed
@@ -163,6 +165,20 @@ fn parse_limit(s: &str) -> Result<f64, String> {
             "expected a number of seconds greater than 0 and at most 3600"
                 .to_owned(),
         ),
+    }
+}
+
+/// The most cooks any model takes: the cap of the pools whose threads
+/// block while they simmer. A sweep past it could only fail every run.
+const MOST_COOKS: u64 = restaurant::cli::THREADS_CAP as u64;
+
+fn parse_sweep_cooks(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(k) if (1..=MOST_COOKS).contains(&k) => Ok(k),
+        _ => Err(format!(
+            "expected a number of cooks from 1 to {MOST_COOKS}, the most \
+             any model takes (each model's --help says its own cap)"
+        )),
     }
 }
 
@@ -810,6 +826,23 @@ fn print_json(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_is_refused_past_the_most_any_model_takes() {
+        use restaurant::cli::{EXECUTOR_CAP, PROCESSES_CAP, THREADS_CAP};
+        let most = THREADS_CAP.max(EXECUTOR_CAP).max(PROCESSES_CAP);
+        assert_eq!(MOST_COOKS, most as u64);
+        assert_eq!(parse_sweep_cooks(&MOST_COOKS.to_string()), Ok(MOST_COOKS));
+        let why = parse_sweep_cooks(&(MOST_COOKS + 1).to_string());
+        assert!(why.unwrap_err().contains(&MOST_COOKS.to_string()));
+        // --help names the same number.
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains(&format!("at most {MOST_COOKS},")), "{help}");
+    }
+
     #[test]
     fn lost_customers_are_read_from_the_verdict() {
         let verdict = "concurrency-tokio: error: verification failed: 456 \

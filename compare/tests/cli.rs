@@ -257,6 +257,9 @@ fn bad_arguments_exit_2_naming_the_argument() {
         (&["--time-limit", "0"], "greater than 0"),
         (&["--seed", "-1"], "invalid digit"),
         (&["--sweep-cooks", "0"], "--sweep-cooks"),
+        // Past every model's cap, every run would fail: refused up front,
+        // naming the most allowed.
+        (&["--sweep-cooks", "4,100000"], "from 1 to 10000,"),
     ] {
         let out = Command::cargo_bin("compare")
             .unwrap()

@@ -33,6 +33,7 @@ pub fn serve(
     // the door once, so the loop wakes up and sees it is time to stop.
     for stream in listener.incoming() {
         if shift.is_closed() {
+            turn_away(stream.ok(), &listener);
             break;
         }
         match stream {
@@ -46,6 +47,32 @@ pub fn serve(
         }
     }
     Ok(())
+}
+
+/// At closing time, answers `ERROR closing` to the customer just accepted
+/// and to those still queued at the door, rather than a bare close (a
+/// customer who heard nothing cannot tell closing from a crash). At most
+/// a backlog's worth: a flood of newcomers cannot keep the door open.
+fn turn_away(accepted: Option<TcpStream>, listener: &TcpListener) {
+    let closing = wire::error_line("closing");
+    // Their write errors are theirs: they may have left already (the
+    // shift's own knock has).
+    let mut tell = |mut stream: TcpStream| {
+        let _ = stream.write_all(closing.as_bytes());
+    };
+    accepted.into_iter().for_each(&mut tell);
+    // Only those already queued: `accept` must not wait for more.
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    for _ in 0..crate::door::BACKLOG {
+        match listener.accept() {
+            Ok((stream, _)) => tell(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // One who left before being accepted: on to the next.
+            Err(_) => {}
+        }
+    }
 }
 
 /// Greets one customer, takes the order, cooks it and serves it.

@@ -542,6 +542,33 @@ fn a_silent_customer_hears_error_after_patience_then_the_close() {
     assert_eq!(rest(&mut reader).unwrap(), b"");
 }
 
+#[test]
+fn a_customer_still_at_the_door_at_closing_hears_error_closing() {
+    let server = Server::start();
+    // The only cashier is busy with a long simmer, so the next two wait
+    // at the door: one from before closing time, one from after.
+    let long = format!("ORDER 1 soup {START} s1500000\n");
+    let (mut busy, mut plated) = server.greeted();
+    busy.write_all(long.as_bytes()).unwrap();
+    assert_eq!(line(&mut plated), "RUNG 1\n");
+    let at_the_door = || {
+        let stream = TcpStream::connect(server.door).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        BufReader::new(stream)
+    };
+    let mut before = at_the_door();
+    server.shift.close();
+    let mut after = at_the_door();
+    // The order inside is served all the same.
+    assert_eq!(line(&mut plated), plate_for(&long));
+    for (who, reader) in [("before", &mut before), ("after", &mut after)] {
+        assert_eq!(line(reader), "ERROR closing\n", "{who}");
+        assert_eq!(rest(reader).unwrap(), b"", "{who}");
+    }
+}
+
 // Point 8: what the customers alone cannot see.
 
 #[test]

@@ -632,8 +632,22 @@ fn listen(
     run: &Run,
     addr: SocketAddr,
 ) -> Result<ExitCode, BoxError> {
-    let listener = door::bind_with_backlog(addr, run.args.backlog)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = match door::bind_with_backlog(addr, run.args.backlog) {
+        Ok(listener) => listener,
+        Err(e) => match refused_address(&e) {
+            // The address given cannot be had: that is the argument's
+            // fault, not the server's, so it is bad input (exit 2).
+            Some(why) => {
+                eprintln!(
+                    "{}: error: invalid value '{addr}' for '--listen \
+                     <ADDR>': {why} ({e})",
+                    model.name
+                );
+                return Ok(ExitCode::from(2));
+            }
+            None => return Err(format!("cannot listen on {addr}: {e}").into()),
+        },
+    };
     let door = listener.local_addr()?;
     let (name, cooks) = (model.name, run.cooks);
     let shift = Shift::with_hooks(
@@ -666,6 +680,26 @@ fn listen(
         write_timeline(model.name, &format!("{name} at {door}"), path)?;
     }
     Ok(ExitCode::from(130))
+}
+
+/// Why `--listen`'s address cannot be had, when that is the address's
+/// fault: taken by another server, not on this machine, or a port kept
+/// for root. `None` for anything else, which is the server's trouble.
+fn refused_address(e: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => Some(
+            "the port is in use: another server listens there; pick \
+             another, or port 0 for any free one",
+        ),
+        ErrorKind::AddrNotAvailable => {
+            Some("no network interface of this machine has that address")
+        }
+        ErrorKind::PermissionDenied => {
+            Some("this user may not listen there (below 1024 takes root)")
+        }
+        _ => None,
+    }
 }
 
 /// Runs `serve`, turning a panic that escapes it into an error.

@@ -41,6 +41,18 @@ fn bad_arguments_exit_2_and_name_the_argument() {
 }
 
 #[test]
+fn a_port_in_use_is_bad_input() {
+    // Held for the whole test: the server cannot have it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = refused(&["--listen", &addr]);
+    assert!(stderr.contains("'--listen <ADDR>'"), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn help_explains_the_model_and_every_flag() {
     let out = sequential().arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));

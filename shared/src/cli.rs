@@ -574,8 +574,18 @@ where
 {
     let run = parse_from(model, args);
     if run.args.customers {
+        // The customers' refusals go to the server, which names them.
+        exit_on_a_refused_thread(|refusal| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{FAILED}{}", quoted(&refusal.to_string()));
+            let _ = out.flush();
+        });
         return customers_child(&run.args);
     }
+    let name = model.name;
+    exit_on_a_refused_thread(move |refusal| {
+        eprintln!("{name}: error: {refusal}");
+    });
     customers::raise_fd_limit();
     if run.args.listen.is_none() {
         // A night's server holds a descriptor per customer inside at most:
@@ -601,6 +611,41 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes a crate's panic for a thread the OS refused end the process at
+/// once: `tell` says the refusal, in the words of `restaurant::limits`,
+/// and the exit status is 1. Every other panic, a cook's above all, goes on
+/// to the hook that was there before (the default prints it), and on to
+/// whatever catches it.
+///
+/// Some crates panic when the OS refuses them a thread (see
+/// `limits::refusal_in_panic`), and their unwinding cannot be trusted to
+/// end: tokio 1.54.1's runtime panics in `Builder::build` and the unwind
+/// then waits in `BlockingPool::drop` for workers nobody stops, for ever;
+/// async-io 2.6.0's was seen to panic a second time during the unwind,
+/// which aborts. A model asks the OS first (`limits::headroom`), but
+/// another process of the same user (the customers', say) can take the
+/// room between the question and the crate's spawn. So the refusal is said
+/// here, before any unwinding, and `process::exit` ends every thread where
+/// it stands: no unwind to hang or abort, and no second message. Children
+/// die with the process.
+fn exit_on_a_refused_thread(
+    tell: impl Fn(&crate::limits::ThreadRefused) + Send + Sync + 'static,
+) {
+    let before = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let message = crate::panic_message(info.payload());
+        // The thread's name is asked for only once the panic is a refusal.
+        let asker = || thread::current().name().map(str::to_owned);
+        match crate::limits::refusal_in_panic(&message, asker) {
+            Some(refusal) => {
+                tell(&refusal);
+                std::process::exit(1);
+            }
+            None => before(info),
+        }
+    }));
 }
 
 /// How many Ctrl-C / SIGTERM have arrived.

@@ -19,7 +19,10 @@
 //! one says which, and why, where it calls [`headroom`]). For those, a model
 //! asks first: [`headroom`] starts the threads the crate is about to start,
 //! lets them go again, and returns the refusal as an error if the OS would
-//! not grant them all.
+//! not grant them all. Another process of the same user can still take
+//! that room before the crate asks; then the crate's panic is recognised
+//! ([`refusal_in_panic`]) and the shared command line ends the run with
+//! the refusal, before the unwind.
 
 use std::fmt;
 use std::sync::mpsc;
@@ -109,6 +112,80 @@ pub fn thread_refused_for(
 /// whatever task asked for the thread, which is not at fault.
 pub fn is_tokio_refusal(panic_message: &str) -> bool {
     panic_message.starts_with("OS can't spawn worker thread")
+}
+
+/// The panics crates raise when the OS refuses them a thread, each with
+/// what that thread was for. Each crate `expect`s (or `panic!`s on) the
+/// `io::Error` of a spawn, so the message is this text, `: `, and the
+/// error. Read in the crates' sources:
+const SPAWN_PANICS: [(&str, &str); 5] = [
+    // tokio 1.54.1, runtime/blocking/pool.rs, `Spawner::spawn_blocking`:
+    // every worker thread is launched through it too.
+    (
+        "OS can't spawn worker thread: ",
+        "a thread of tokio's runtime",
+    ),
+    // async-io 2.6.0, driver.rs, `unparker`: on first use of the reactor.
+    (
+        "cannot spawn async-io thread: ",
+        "async-io's reactor thread",
+    ),
+    // async-process 2.5.0, lib.rs: its reaper, on the first child.
+    (
+        "cannot spawn async-process thread: ",
+        "async-process's reaper",
+    ),
+    // async-global-executor 2.4.1, init.rs, `init` (async-std's executor).
+    (
+        "cannot spawn executor threads: ",
+        "async-std's executor threads",
+    ),
+    // std (rustc 1.95.0), thread/functions.rs: `thread::spawn`, and
+    // `Scope::spawn` in the same words.
+    (
+        "failed to spawn thread: ",
+        "a thread started by thread::spawn",
+    ),
+];
+
+/// The refusal in a panic's message, when it is one of the crates'
+/// panics for a thread the OS refused ([`SPAWN_PANICS`]) and carries the
+/// OS's error number: what the thread was for (and the name of the thread
+/// that asked for it, from `asker`, called only for a refusal), and the
+/// OS's words for that number. `None` for any other panic, a cook's above
+/// all.
+pub fn refusal_in_panic(
+    panic_message: &str,
+    asker: impl FnOnce() -> Option<String>,
+) -> Option<ThreadRefused> {
+    let (rest, what) = SPAWN_PANICS.iter().find_map(|(prefix, what)| {
+        Some((panic_message.strip_prefix(prefix)?, what))
+    })?;
+    // Only an OS error is a refusal: `Os { code: 11, .. }` as `expect`
+    // prints an `io::Error`, `(os error 11)` as `{e}` does. A thread name
+    // with a NUL in it, say, fails the spawn too, but the OS said nothing.
+    let code = os_error_code(rest)?;
+    let what = match asker() {
+        Some(name) => format!("{what}, asked for by thread '{name}'"),
+        None => (*what).to_owned(),
+    };
+    Some(ThreadRefused::new(
+        Some(what),
+        std::io::Error::from_raw_os_error(code),
+    ))
+}
+
+/// The OS error number in an `io::Error`'s text, in either of its forms.
+fn os_error_code(text: &str) -> Option<i32> {
+    let digits = |s: &str| -> Option<i32> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    if let Some(at) = text.find("Os { code: ") {
+        return digits(&text[at + "Os { code: ".len()..]);
+    }
+    let at = text.rfind("(os error ")?;
+    digits(&text[at + "(os error ".len()..])
 }
 
 /// How long [`headroom`] waits for the kernel to let go of the threads it
@@ -270,6 +347,61 @@ mod tests {
             let alive = refusal.alive.expect("Linux counts threads");
             assert!(alive >= 1, "{text}");
             assert!(text.contains(&format!("({alive} alive)")), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_crates_panics_for_a_refused_thread_are_refusals() {
+        let eagain = "Resource temporarily unavailable";
+        let debug = format!(
+            "Os {{ code: 11, kind: WouldBlock, message: \"{eagain}\" }}"
+        );
+        for (message, thread, what) in [
+            (
+                format!("OS can't spawn worker thread: {eagain} (os error 11)"),
+                Some("main".to_owned()),
+                "for a thread of tokio's runtime, asked for by thread 'main'",
+            ),
+            (
+                format!("cannot spawn async-io thread: {debug}"),
+                Some("cook-0".to_owned()),
+                "for async-io's reactor thread, asked for by thread 'cook-0'",
+            ),
+            (
+                format!("failed to spawn thread: {debug}"),
+                None,
+                "for a thread started by thread::spawn:",
+            ),
+        ] {
+            let refusal = refusal_in_panic(&message, || thread)
+                .unwrap_or_else(|| panic!("not a refusal: {message}"));
+            let text = refusal.to_string();
+            assert!(text.starts_with("the OS refused a thread ("), "{text}");
+            assert!(text.contains(what), "{text}");
+            assert!(
+                text.contains(&format!("{eagain} (os error 11)")),
+                "{text}"
+            );
+            assert!(!text.contains("Os {"), "{text}");
+        }
+    }
+
+    #[test]
+    fn other_panics_are_not_refusals() {
+        for message in [
+            // A cook's.
+            "injected fault: the knife slipped",
+            "the cook of order 4 panicked: failed to spawn thread: oops",
+            // A spawn that failed without the OS saying no.
+            "failed to spawn thread: Custom { kind: InvalidInput, error: \
+             \"thread name may not contain interior null bytes\" }",
+            "OS can't spawn worker thread",
+            "",
+        ] {
+            assert!(
+                refusal_in_panic(message, || Some("cook-0".into())).is_none(),
+                "{message}"
+            );
         }
     }
 

@@ -36,7 +36,9 @@ use std::io;
 use std::net::TcpListener as StdListener;
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -84,13 +86,71 @@ pub fn serve(
     // starts on first use with `.expect("cannot spawn async-io thread")`
     // (driver.rs, `unparker`); then start the pool's first thread now.
     restaurant::limits::headroom(2)?;
-    smol::block_on(unblock(|| ()));
+    start_the_pool()?;
     // A LocalExecutor runs its tasks only inside `run`, on the thread that
     // calls it: here, in `block_on`, on this thread. That is the event loop.
     let executor = LocalExecutor::new();
     smol::block_on(executor.run(restaurant(&executor, listener, shift)))
 }
 // ANCHOR_END: serve
+
+/// How often [`start_the_pool`] asks the OS whether it refuses threads,
+/// while the pool's first thread has not come.
+const FIRST_THREAD_CHECK: Duration = Duration::from_millis(50);
+
+/// Starts `blocking`'s first pool thread, or returns the refusal.
+///
+/// [`restaurant::limits::headroom`] shows the room, but another process
+/// of the same user (the customers', in a night) can take it before the
+/// pool asks; then `unblock` spins in `grow_pool` (blocking 1.7.0) and
+/// never returns. So the first `unblock` is made on a starter thread of
+/// its own, and while it has not returned, this thread asks the OS for a
+/// thread itself: a refusal means the pool may be spinning, and `serve`
+/// ends with it (a starter left spinning ends with the process, which
+/// ends when `serve` returns its error). A thread granted means the pool
+/// is only slow: wait on.
+fn start_the_pool() -> Result<(), BoxError> {
+    let (started, first) = mpsc::channel();
+    let starter = thread::Builder::new()
+        .name("pool-starter".into())
+        .spawn(move || {
+            // The pool's thread starts inside `unblock`; running the
+            // empty job proves it works. futures-lite's `block_on`, not
+            // async-io's: it starts no reactor thread.
+            smol::future::block_on(unblock(|| ()));
+            let _ = started.send(());
+        })
+        .map_err(|e| {
+            restaurant::limits::thread_refused_for("the pool's starter", e)
+        })?;
+    loop {
+        match first.recv_timeout(FIRST_THREAD_CHECK) {
+            Ok(()) => {
+                // It has sent its last word: the join is immediate.
+                let _ = starter.join();
+                return Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("the pool's starter ended before the pool's \
+                            first thread ran"
+                    .into());
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let check = thread::Builder::new()
+                    .name("pool-check".into())
+                    .spawn(|| ())
+                    .map_err(|e| {
+                        restaurant::limits::thread_refused_for(
+                            "the blocking pool's first thread",
+                            e,
+                        )
+                    })?;
+                // The closure is empty: it cannot panic.
+                let _ = check.join();
+            }
+        }
+    }
+}
 
 /// What woke the door: closing time, or a customer (or an accept error).
 enum Door {

@@ -1183,6 +1183,12 @@ fn check_listen(path: &str) {
     }
 }
 
+// The real binary under `ulimit -u`, many times over.
+#[cfg(target_os = "linux")]
+mod refused_threads;
+#[cfg(target_os = "linux")]
+pub use refused_threads::check_refused_threads_end_cleanly;
+
 /// The environment variable that makes [`check_thread_limit`] the child:
 /// `BUDGET:COOKS`.
 #[cfg(target_os = "linux")]

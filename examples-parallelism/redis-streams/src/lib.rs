@@ -986,14 +986,25 @@ pub fn cook_main(url: &str, parent_pipe: bool) -> ExitCode {
     match work(url, parent_pipe) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Errors before the cook joined are worded where they happen
+            // (`work`); a Redis error after is one of the Redis it cooks
+            // for, which the bare error ("unexpected end of file") does
+            // not name.
+            let redis = e.downcast_ref::<RedisError>();
+            let gone = redis
+                .is_some_and(|e| e.is_io_error() || e.is_connection_dropped());
             // A cook its server started stays quiet about a Redis gone:
             // the server says so, naming the orders it lost.
-            let gone = e
-                .downcast_ref::<RedisError>()
-                .is_some_and(|e| e.is_io_error() || e.is_connection_dropped());
             if !(parent_pipe && gone) {
                 let pid = std::process::id();
-                eprintln!("{} cook (pid {pid}): error: {e}", MODEL.name);
+                let what = match redis {
+                    Some(_) if gone => {
+                        format!("Redis at {url} went away mid-run ({e})")
+                    }
+                    Some(_) => format!("Redis at {url}: {e}"),
+                    None => e.to_string(),
+                };
+                eprintln!("{} cook (pid {pid}): error: {what}", MODEL.name);
             }
             ExitCode::FAILURE
         }
@@ -1015,13 +1026,15 @@ fn consumer_name() -> String {
 fn work(url: &str, parent_pipe: bool) -> Result<(), BoxError> {
     let hooks = hooks::Hooks::from_env();
     let client = redis::Client::open(url)?;
-    let mut connection = connect(&client)?;
+    let reach = |e: RedisError| format!("cannot reach Redis at {url}: {e}");
+    let mut connection = connect(&client).map_err(reach)?;
     let me = consumer_name();
     hooks.started("cook", std::process::id())?;
-    join_group(&mut connection)?;
+    join_group(&mut connection).map_err(reach)?;
     let idle = hooks.claim_idle();
     let hand = Arc::new(Mutex::new(None));
-    heartbeat(connect(&client)?, me.clone(), Arc::clone(&hand), idle / 4)?;
+    let beat = connect(&client).map_err(reach)?;
+    heartbeat(beat, me.clone(), Arc::clone(&hand), idle / 4)?;
     if parent_pipe {
         // The server closes our stdin at closing time, or dies: either
         // way there is nobody left to cook for.

@@ -142,3 +142,61 @@ fn cook_processes_count_in_peak_threads() {
 fn ctrl_c_to_the_whole_group_loses_no_order() {
     restaurant::conformance::check_ctrl_c_to_the_group(BINARY);
 }
+
+/// A cook started by hand names the Redis it lost, and where, when that
+/// Redis goes away under it, and exits 1; one that cannot reach it at all
+/// says so.
+#[test]
+fn a_remote_cook_names_the_redis_that_went_away() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let redis = TestRedis::start("cook-loses-redis");
+    let url = redis.url();
+    let child = Command::new(BINARY)
+        .args(["--cook", "--redis", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut cook = common::Killed(child);
+    let mut stderr =
+        BufReader::new(cook.0.stderr.take().expect("stderr is piped"));
+    // "… joined group cooks of restaurant:tickets at URL; Ctrl-C …"
+    let mut joined = String::new();
+    let _ = stderr.read_line(&mut joined);
+    assert!(joined.contains("joined group"), "{joined}");
+    redis.stop();
+    let began = Instant::now();
+    let limit = Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = cook.0.try_wait().expect("waitpid") {
+            break status;
+        }
+        assert!(began.elapsed() < limit, "the cook outlived its Redis");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut said = String::new();
+    let _ = stderr.read_to_string(&mut said);
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("Redis at {url} went away")),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    // A port nobody listens on: taken, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let (code, _, said) = run(&["--cook", "--redis", &url], &[]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(&format!("cannot reach Redis at {url}")),
+        "{said}"
+    );
+}

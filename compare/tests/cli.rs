@@ -203,6 +203,7 @@ fn repeats_give_medians_and_their_spread_in_the_json() {
     let bound = stage["lower_bound_s"].as_f64().unwrap();
     let efficiency = run["efficiency"].as_f64().unwrap();
     assert!((efficiency - bound / median).abs() < 1e-12, "{efficiency}");
+    assert_eq!(run["report"]["lower_bound_s"].as_f64(), Some(bound));
     // The floor: the null restaurant's figures, and the lateness it sets.
     let floor = &stage["floor"];
     let lag = floor["arrival_lag_p99_s"].as_f64().unwrap();

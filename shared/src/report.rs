@@ -116,8 +116,8 @@ pub struct Report {
     /// finish sooner with every customer arriving on schedule
     /// (`Workload::lower_bound`), at the unit of chopping the customers
     /// timed after the night; `null` when not measured. Efficiency = this
-    /// ÷ makespan. (`compare` divides by one bound per stage instead,
-    /// from one unit timed once.)
+    /// ÷ makespan. (`compare --json` puts its stage's bound here, from
+    /// one unit timed once for every run of the stage.)
     #[serde(default)]
     pub lower_bound_s: Option<f64>,
     /// The same bound with every order arriving when its customer really

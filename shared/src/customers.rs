@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -898,15 +898,16 @@ impl<'a> Replies<'a> {
         let mut iov = [IoSliceMut::new(chunk)];
         // `try_io` clears tokio's readiness when the read would block, as
         // tokio's own reads do, so the next `readable()` really waits.
-        let message = self.stream.try_io(Interest::READABLE, || {
-            recvmsg::<()>(
-                self.stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(io::Error::from)
-        })?;
+        let message =
+            self.stream.try_io(tokio::io::Interest::READABLE, || {
+                recvmsg::<()>(
+                    self.stream.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(io::Error::from)
+            })?;
         let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
             cmsgs.find_map(|cmsg| match cmsg {
                 ControlMessageOwned::ScmTimestampns(ts) => {

@@ -256,8 +256,13 @@ pub fn measure(
             })
             .collect();
         let mut stage = stage.clone();
-        if floor_job.is_some() && !rows.is_empty() {
-            stage.floor = Floor::of(&rows.remove(0));
+        // The floor's row is not a model's: it becomes the stage's floor.
+        // (Found by name: an interrupted stage may have dropped it.)
+        if let Some(floor) = &floor_job
+            && let Some(at) =
+                rows.iter().position(|r| r.model == floor.example.model)
+        {
+            stage.floor = Floor::of(&rows.remove(at));
         }
         if !rows.is_empty() {
             results.push((stage, rows));

@@ -273,14 +273,18 @@ fn door_of(server: &mut Killed) -> SocketAddr {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
-#[test]
-fn a_redis_server_killed_mid_run_ends_the_night_naming_the_orders() {
-    let dir = scratch("redis-dies");
-    // Order 5's cook stalls: orders are certainly in flight.
+/// A night of 40 orders with two cooks whose cook of order 5 stalls, its
+/// pids written to `dir`, with `env` besides; returns the server and a
+/// thread that collects its stderr.
+fn stalled_night(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Killed, thread::JoinHandle<String>) {
     let child = Command::new(BINARY)
         .args(["--orders", "40", "--time-scale", "20", "--cooks", "2"])
-        .env("REDIS_STREAMS_PIDS", &dir)
+        .env("REDIS_STREAMS_PIDS", dir)
         .env("REDIS_COOK_STALL_ON", "5")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -288,12 +292,20 @@ fn a_redis_server_killed_mid_run_ends_the_night_naming_the_orders() {
         .expect("the binary runs");
     let mut server = Killed(child);
     let mut stderr = server.0.stderr.take().expect("stderr is piped");
-    let mut stdout = server.0.stdout.take().expect("stdout is piped");
     let said = thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
+    (server, said)
+}
+
+#[test]
+fn a_redis_server_killed_mid_run_ends_the_night_naming_the_orders() {
+    let dir = scratch("redis-dies");
+    // Order 5's cook stalls: orders are certainly in flight.
+    let (mut server, said) = stalled_night(&dir, &[]);
+    let mut stdout = server.0.stdout.take().expect("stdout is piped");
     wait_for_pid(&dir.join("stalled"), LIMIT);
     let redis = pids(&dir, "redis");
     assert_eq!(redis.len(), 1, "{redis:?}");
@@ -367,23 +379,8 @@ fn everything_dies_with_a_killed_server() {
 fn a_stopped_cook_is_killed_at_closing_and_the_night_ends() {
     use parallelism_redis_streams::LEAVE_LIMIT;
     let dir = scratch("stopped");
-    let child = Command::new(BINARY)
-        .args(["--orders", "40", "--time-scale", "20", "--cooks", "2"])
-        .env("REDIS_STREAMS_PIDS", &dir)
-        .env("REDIS_COOK_STALL_ON", "5")
-        .env("REDIS_COOK_CLAIM_IDLE_MS", "200")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut server = Killed(child);
-    let mut stderr = server.0.stderr.take().expect("stderr is piped");
-    let said = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
+    let (mut server, said) =
+        stalled_night(&dir, &[("REDIS_COOK_CLAIM_IDLE_MS", "200")]);
     let stopped = wait_for_pid(&dir.join("stalled"), LIMIT);
     let signal = Command::new("kill")
         .args(["-STOP", &stopped.to_string()])

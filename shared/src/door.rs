@@ -11,6 +11,7 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream,
 };
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -80,6 +81,10 @@ type OnOpen = Box<dyn FnOnce() + Send>;
 pub struct Shift(Arc<Inner>);
 
 struct Inner {
+    /// Closing time, read without the lock: every customer's task polls
+    /// [`Closed`] beside its reads, so a lock here would be taken on every
+    /// wake-up of every connection. Set under the lock, with `state.closed`.
+    closed: AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
     door: SocketAddr,
@@ -130,6 +135,7 @@ impl Shift {
         on_fault: OnFault,
     ) -> Shift {
         Shift(Arc::new(Inner {
+            closed: AtomicBool::new(false),
             state: Mutex::new(State {
                 on_open: Some(on_open),
                 opened: false,
@@ -216,6 +222,7 @@ impl Shift {
                 return;
             }
             state.closed = true;
+            self.0.closed.store(true, Ordering::Release);
             std::mem::take(&mut state.wakers)
         };
         self.0.changed.notify_all();
@@ -241,7 +248,7 @@ impl Shift {
 
     /// Whether it is closing time.
     pub fn is_closed(&self) -> bool {
-        self.state().closed
+        self.0.closed.load(Ordering::Acquire)
     }
 
     /// Blocks the calling thread until closing time.
@@ -261,7 +268,7 @@ impl Shift {
     pub fn closed(&self) -> Closed {
         Closed {
             shift: self.clone(),
-            waker: None,
+            filed: None,
         }
     }
 
@@ -287,42 +294,135 @@ impl Shift {
 }
 
 /// The future of [`Shift::closed`].
+///
+/// Its first poll files its waker with the shift, under the shift's lock;
+/// later polls by the same task read one atomic flag and take no lock, so
+/// a connection that wakes for its own reads pays almost nothing for also
+/// watching the clock. [`Shift::close`] wakes every waker filed.
 #[derive(Debug)]
 #[must_use = "a future does nothing unless awaited"]
 pub struct Closed {
     shift: Shift,
-    /// The number its waker is kept under, once polled.
-    waker: Option<u64>,
+    /// The number its waker is filed under, and a copy of that waker to
+    /// tell whether a later poll comes from the same task.
+    filed: Option<(u64, Waker)>,
 }
 
 impl Future for Closed {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shift.is_closed() {
+            return Poll::Ready(());
+        }
+        // Filed by this same task before closing time: `close` will wake
+        // it, since it sets the flag and takes the wakers under the lock
+        // this waker was filed under.
+        if let Some((_, waker)) = &self.filed
+            && waker.will_wake(cx.waker())
+        {
+            return Poll::Pending;
+        }
         let shift = self.shift.clone();
         let mut state = shift.state();
         if state.closed {
             return Poll::Ready(());
         }
-        let key = *self.waker.get_or_insert_with(|| {
-            state.next_waker += 1;
-            state.next_waker
-        });
-        match state.wakers.get_mut(&key) {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            Some(w) => w.clone_from(cx.waker()),
+        let key = match &self.filed {
+            Some((key, _)) => *key,
             None => {
-                state.wakers.insert(key, cx.waker().clone());
+                state.next_waker += 1;
+                state.next_waker
             }
-        }
+        };
+        state.wakers.insert(key, cx.waker().clone());
+        drop(state);
+        self.filed = Some((key, cx.waker().clone()));
         Poll::Pending
     }
 }
 
 impl Drop for Closed {
     fn drop(&mut self) {
-        if let Some(key) = self.waker {
+        if let Some((key, _)) = self.filed.take() {
             self.shift.state().wakers.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::task::Wake;
+    use std::thread;
+
+    use super::*;
+
+    /// A waker that counts its wakes.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn shift() -> Shift {
+        // Port 0 is nobody's door: the knock at closing is refused at once.
+        Shift::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    #[test]
+    fn a_waiting_future_is_woken_once_at_closing_time_then_ready() {
+        let shift = shift();
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        let mut closed = Box::pin(shift.closed());
+        assert!(closed.as_mut().poll(&mut cx).is_pending());
+        assert!(closed.as_mut().poll(&mut cx).is_pending());
+        shift.close();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(closed.as_mut().poll(&mut cx).is_ready());
+        // A future made after closing time is ready at once.
+        assert!(Box::pin(shift.closed()).as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn polling_again_from_the_same_task_takes_no_lock() {
+        let shift = shift();
+        let mut closed = Box::pin(shift.closed());
+        let waker = Waker::noop();
+        assert!(
+            closed
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_pending()
+        );
+        // With the shift's lock held here, a poll that wanted it would
+        // wait for ever: it must answer at once.
+        let held = shift.state();
+        let (told, answer) = mpsc::channel();
+        thread::spawn(move || {
+            let polled = closed.as_mut().poll(&mut Context::from_waker(waker));
+            let _ = told.send(polled.is_pending());
+            // Dropping the future takes the lock: only after the answer.
+            drop(closed);
+        });
+        let pending = answer.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        assert_eq!(pending, Ok(true), "the second poll waited on the lock");
+    }
+
+    #[test]
+    fn a_dropped_future_leaves_no_waker_behind() {
+        let shift = shift();
+        let waker = Waker::noop();
+        for _ in 0..1000 {
+            let mut closed = Box::pin(shift.closed());
+            let _ = closed.as_mut().poll(&mut Context::from_waker(waker));
+        }
+        assert!(shift.state().wakers.is_empty());
     }
 }

@@ -15,7 +15,8 @@
 //! Exit codes: 0 when every order was served once with the right digest;
 //! 1 when verification fails or the run faults (a cook panicked, the OS
 //! refused a thread); 2 for bad arguments, with a message that names the
-//! argument; 130 when interrupted, after the accepted orders are served.
+//! argument; 130 when interrupted, after the accepted orders are served
+//! or, if they take longer than [`DRAIN`], naming those it stopped.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -23,8 +24,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
+use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
@@ -651,14 +653,35 @@ fn exit_on_a_refused_thread(
 /// How many Ctrl-C / SIGTERM have arrived.
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
 
-/// On the first Ctrl-C or SIGTERM, runs `first`; on the second, exits at
-/// once with 130 (children die with the process).
-fn on_interrupt(first: impl Fn() + Send + 'static) {
+/// How long a first Ctrl-C or SIGTERM gives the orders inside to finish.
+/// A service being stopped must stop: a night of slow orders could take
+/// minutes to drain, and whoever pressed Ctrl-C is waiting. After it, the
+/// run stops cooking, names the orders it lost and exits 130.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// On the first Ctrl-C or SIGTERM, runs `first` and, for a server
+/// (`drain`), starts the drain's clock (see [`DRAIN`] and [`drained`]);
+/// on the second, exits at once with 130, naming the orders still in the
+/// kitchen (children die with the process).
+fn on_interrupt(
+    name: &'static str,
+    drain: bool,
+    first: impl Fn() + Send + 'static,
+) {
     let installed = ctrlc::set_handler(move || {
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
             first();
+            if drain {
+                start_the_drain(name);
+            }
         } else {
-            eprintln!("interrupted again: stopping now");
+            let lost = match drain {
+                true => {
+                    format!("; {}", lost(&crate::plate::still_in_kitchen()))
+                }
+                false => String::new(),
+            };
+            eprintln!("{name}: interrupted again: stopping now{lost}");
             std::process::exit(130);
         }
     });
@@ -669,6 +692,71 @@ fn on_interrupt(first: impl Fn() + Send + 'static) {
             eprintln!("warning: Ctrl-C will not close the restaurant: {e}")
         }
     }
+}
+
+/// Whether `serve` has returned: once it has, nothing is left to drain.
+static DRAINED: Mutex<bool> = Mutex::new(false);
+static DRAINED_NOW: Condvar = Condvar::new();
+
+/// Says that `serve` has returned, so a drain under way is over.
+fn drained() {
+    *DRAINED.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    DRAINED_NOW.notify_all();
+}
+
+/// Gives the orders inside [`DRAIN`] to finish, on a thread of its own
+/// (the signal handler's thread must stay free for a second Ctrl-C);
+/// then stops the process, naming what it lost.
+fn start_the_drain(name: &'static str) {
+    let clock = thread::Builder::new().name("drain".into()).spawn(move || {
+        let done = DRAINED.lock().unwrap_or_else(PoisonError::into_inner);
+        let (done, _) = DRAINED_NOW
+            .wait_timeout_while(done, DRAIN, |done| !*done)
+            .unwrap_or_else(PoisonError::into_inner);
+        if !*done {
+            eprintln!(
+                "{name}: stopped after {} s of draining; {}",
+                DRAIN.as_secs(),
+                lost(&crate::plate::still_in_kitchen())
+            );
+            std::process::exit(130);
+        }
+    });
+    match clock {
+        Ok(_) => probe::harness_thread_started(),
+        Err(e) => eprintln!(
+            "{name}: warning: no thread to time the drain ({e}): the orders \
+             inside are finished however long they take"
+        ),
+    }
+}
+
+/// `ids`, the orders a stop loses, as a reader wants them: how many, and
+/// which (the first ten).
+fn lost(ids: &[u64]) -> String {
+    const SHOWN: usize = 10;
+    let listed = ids
+        .iter()
+        .take(SHOWN)
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match ids.len() {
+        0 => "no order in the kitchen was lost".to_owned(),
+        1 => format!("1 order lost: {listed}"),
+        n if n <= SHOWN => format!("{n} orders lost: {listed}"),
+        n => format!("{n} orders lost: {listed} and {} more", n - SHOWN),
+    }
+}
+
+/// What a first Ctrl-C says it is doing, after `doing`.
+fn finishing(doing: &str) -> String {
+    let inside = crate::plate::still_in_kitchen().len();
+    format!(
+        "{doing}; finishing the orders inside ({inside} in the kitchen) for \
+         at most {} s; Ctrl-C again to stop now",
+        DRAIN.as_secs()
+    )
 }
 
 /// Serves whoever connects to `addr` until Ctrl-C or SIGTERM.
@@ -712,11 +800,13 @@ fn listen(
     )
     .with_waiters(run.waiters);
     let closer = shift.clone();
-    on_interrupt(move || {
-        eprintln!("{name}: closing: no new customers; finishing the orders in");
+    on_interrupt(name, true, move || {
+        eprintln!("{name}: {}", finishing("closing: no new customers"));
         closer.close();
     });
-    serve_caught(model, listener, cooks, shift)?;
+    let served = serve_caught(model, listener, cooks, shift);
+    drained();
+    served?;
     eprintln!(
         "{name}: closed after serving {} plates",
         crate::plate::served()
@@ -908,10 +998,8 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let (stop, closer, flag) =
         (Arc::clone(&stdin), shift.clone(), Arc::clone(&interrupted));
-    on_interrupt(move || {
-        eprintln!(
-            "{name}: interrupted: no new customers; finishing the orders in"
-        );
+    on_interrupt(name, true, move || {
+        eprintln!("{name}: {}", finishing("interrupted: no new customers"));
         flag.store(true, Ordering::SeqCst);
         Customers::say(&stop, "STOP");
         closer.close();
@@ -923,6 +1011,7 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
             .map_err(|e| crate::limits::thread_refused_for("the sampler", e))?;
     let cpu_before = probe::cpu_time();
     let served = serve_caught(model, listener, run.cooks, shift.clone());
+    drained();
     let cpu_after = probe::cpu_time();
     let sampled = sampler.finish();
     if let Err(e) = served {
@@ -1173,7 +1262,7 @@ pub fn customers_main() -> ExitCode {
     let workload = args.workload.generate();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    on_interrupt(move || {
+    on_interrupt("customers", false, move || {
         eprintln!("customers: interrupted: nobody else walks in");
         flag.store(true, Ordering::SeqCst);
     });

@@ -33,9 +33,13 @@
 //! bounded time ([`time_limit`]), so a model that hangs fails its test
 //! instead of hanging it. [`check_binary`] runs the real binary as a reader
 //! would; [`report_of`] and [`thread_names`] serve a crate's own tests.
-//! `check_ctrl_c_to_the_group` (Linux) sends a night, and `--listen`, the
-//! SIGINT a terminal sends to its whole foreground group, and expects the
-//! run closed with nothing lost and nothing of its tree left.
+//! `check_ctrl_c_to_the_group` (Linux; part of [`check_binary`]) sends a
+//! night, and `--listen`, the SIGINT a terminal sends to its whole
+//! foreground group, and expects the run closed within the drain
+//! (`cli::DRAIN`) with nothing lost and nothing of its tree left;
+//! `check_a_stopped_drain` sends it to a night whose orders cannot finish
+//! within the drain, and expects the run stopped at the drain's end,
+//! naming the orders it lost.
 //!
 //! A hung model cannot be stopped from outside its threads, only killed
 //! with its process. So [`check`], [`check_panic`] and [`check_rude`] run
@@ -56,7 +60,7 @@
 #[cfg(target_os = "linux")]
 mod ctrl_c;
 #[cfg(target_os = "linux")]
-pub use ctrl_c::check_ctrl_c_to_the_group;
+pub use ctrl_c::{check_a_stopped_drain, check_ctrl_c_to_the_group};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -1105,6 +1109,8 @@ pub fn check_binary(path: &str) {
 
     #[cfg(unix)]
     check_listen(path);
+    #[cfg(target_os = "linux")]
+    check_ctrl_c_to_the_group(path);
 }
 
 /// Runs `path --listen 127.0.0.1:0 --preset lunch-rush`, sends a garbage

@@ -278,6 +278,7 @@ impl Shift {
     /// carries on. Tell the customer with an `ERROR` line too.
     pub fn cook_panicked(&self, order: u64, payload: &(dyn Any + Send)) {
         let fault = CookPanicked::new(order, payload);
+        crate::plate::left_kitchen(order);
         self.state().faults.push(fault.to_string());
         (self.0.on_fault)(&fault);
     }

@@ -95,11 +95,14 @@ async fn attend(mut stream: TcpStream) {
         stream
             .write_all(wire::rung_line(ticket.id).as_bytes())
             .await?;
+        // In the kitchen, as a stopped drain counts it, until plated.
+        crate::plate::entered_kitchen(ticket.id);
         for step in ticket.steps() {
             if let Step::Simmer(d) = *step {
                 sleep(d).await;
             }
         }
+        crate::plate::left_kitchen(ticket.id);
         stream.write_all(plate_for(&ticket).as_bytes()).await
     }
     .await;

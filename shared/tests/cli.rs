@@ -306,6 +306,74 @@ fn ctrl_c_to_the_whole_group_closes_the_night() {
     ));
 }
 
+/// Orders that cannot finish within the drain are stopped at its end and
+/// named: the reference model holds one at a time, the null restaurant
+/// every order that walked in.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_drain_that_outlasts_its_deadline_stops_and_names_the_lost() {
+    restaurant::conformance::check_a_stopped_drain(env!(
+        "CARGO_BIN_EXE_sequential"
+    ));
+    restaurant::conformance::check_a_stopped_drain(env!(
+        "CARGO_BIN_EXE_null-restaurant"
+    ));
+}
+
+/// A second Ctrl-C does not wait for the drain: the run stops at once
+/// and names the orders it leaves in the kitchen.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_names_the_lost() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use nix::sys::signal::{SIGINT, kill};
+    use nix::unistd::Pid;
+
+    // Every order simmers for minutes: nothing drains by itself.
+    let mut server =
+        std::process::Command::new(env!("CARGO_BIN_EXE_null-restaurant"))
+            .args([
+                "--preset",
+                "takeout",
+                "--orders",
+                "100",
+                "--time-scale",
+                "0.001",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let pid = Pid::from_raw(server.id() as i32);
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    // The first customers walk in at once, then one every 100 ms.
+    std::thread::sleep(Duration::from_secs(2));
+    kill(pid, SIGINT).unwrap();
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.contains("Ctrl-C again to stop now"), "{first}");
+    let again = Instant::now();
+    kill(pid, SIGINT).unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{first}{rest}");
+    // Far under the drain's five seconds, even on a loaded machine.
+    assert!(
+        again.elapsed() < Duration::from_secs(2),
+        "took {:?}: {first}{rest}",
+        again.elapsed()
+    );
+    assert!(
+        rest.starts_with("null-restaurant: interrupted again: stopping now; ")
+            && rest.contains(" lost: "),
+        "{first}{rest}"
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn the_customers_die_with_a_killed_server() {

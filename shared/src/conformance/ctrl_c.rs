@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::cli::DRAIN;
 use crate::{Preset, Report, Workload, customers};
 
 /// How many orders the night has: about ten seconds of lunch rush, far
@@ -25,9 +26,13 @@ const ORDERS: usize = 5000;
 /// the night, well before its end.
 const MIDNIGHT: Duration = Duration::from_secs(2);
 
-/// How long a run may take to be ready, and to end once signalled: the
-/// orders in the kitchen take milliseconds.
+/// How long a run may take to be ready, and to be read once ended.
 const BOUND: Duration = Duration::from_secs(20);
+
+/// How long after the drain's deadline ([`DRAIN`]) a run may take to be
+/// gone: the deadline is timed on a thread of its own, and the process
+/// then exits at once (a wide margin for a loaded machine).
+const PAST_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long the processes of a run's tree may outlive it: the
 /// parent-death signal is immediate.
@@ -62,6 +67,8 @@ fn night(path: &str, name: &str) {
     let code = run.end();
     let stderr = run.stderr();
     assert!(!tree.is_empty(), "{path}: no customers' process: {stderr}");
+    // A lunch rush's orders take milliseconds: drained, never stopped.
+    assert!(!stderr.contains("draining"), "{path}: {stderr}");
     let expected = [format!("{name}: interrupted: no new customers")];
     assert_only(path, &stderr, name, &expected);
     assert_eq!(code, Some(130), "{path}: {stderr}");
@@ -120,6 +127,71 @@ fn listen(path: &str, name: &str) {
         served > 0 && served < ORDERS,
         "{path} --listen: the signal came outside the night ({served} \
          served)"
+    );
+    assert_gone(path, &tree);
+}
+
+/// Runs `path` as [`check_ctrl_c_to_the_group`] does, on a night whose
+/// orders cannot finish within the drain: `takeout` with time slowed a
+/// thousandfold, so each order simmers for minutes and customers walk in
+/// a tenth of a second apart. SIGINT to the group comes with orders in
+/// the kitchen. The run must stop [`DRAIN`] later (within a margin),
+/// exit 130, say which orders it lost (ids of orders that had walked in),
+/// print no report, and leave no process of its tree running.
+pub fn check_a_stopped_drain(path: &str) {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let args = [
+        "--preset",
+        "takeout",
+        "--orders",
+        "100",
+        "--time-scale",
+        "0.001",
+        "--json",
+    ];
+    let mut run = Group::spawn(path, &args);
+    run.wait_for_handler();
+    thread::sleep(MIDNIGHT);
+    let tree = run.interrupt();
+    let signalled = Instant::now();
+    let code = run.end();
+    let took = signalled.elapsed();
+    let stderr = run.stderr();
+    let expected = [
+        format!("{name}: interrupted: no new customers"),
+        format!("{name}: stopped after {} s of draining", DRAIN.as_secs()),
+    ];
+    assert_only(path, &stderr, &name, &expected);
+    assert_eq!(code, Some(130), "{path}: {stderr}");
+    assert!(
+        took >= DRAIN - Duration::from_millis(100),
+        "{path} stopped {took:?} after SIGINT, before the drain's \
+         {DRAIN:?} were up: {stderr}"
+    );
+    // "… stopped after 5 s of draining; 3 orders lost: 0, 1, 2"
+    let lost = stderr
+        .lines()
+        .find(|l| l.starts_with(&expected[1]))
+        .and_then(|l| l.split_once("lost: "))
+        .map(|(_, ids)| ids.to_owned())
+        .unwrap_or_else(|| panic!("{path} named no lost order: {stderr}"));
+    // Customers walk in 100 ms apart on average: by the signal, a few
+    // dozen at most have, so every id named is among the first orders.
+    for id in lost
+        .split(", ")
+        .map(|id| id.split(' ').next().unwrap_or(id))
+    {
+        let id: u64 = id
+            .parse()
+            .unwrap_or_else(|_| panic!("{path}: lost {lost:?}: {stderr}"));
+        assert!(id < 100, "{path}: lost {lost:?}: {stderr}");
+    }
+    assert!(
+        run.stdout().is_empty(),
+        "{path}: a report from a stopped night"
     );
     assert_gone(path, &tree);
 }
@@ -307,17 +379,19 @@ impl Group {
         tree
     }
 
-    /// Its exit code, within [`BOUND`].
+    /// Its exit code, within the drain ([`DRAIN`], and [`PAST_DRAIN`]
+    /// to be gone) of the signal just sent.
     fn end(&mut self) -> Option<i32> {
         let began = Instant::now();
+        let bound = DRAIN + PAST_DRAIN;
         loop {
             if let Some(status) = self.child.try_wait().expect("waitpid") {
                 self.exited = true;
                 return status.code();
             }
             assert!(
-                began.elapsed() < BOUND,
-                "it did not end within {BOUND:?} of SIGINT: {}",
+                began.elapsed() < bound,
+                "it did not end within {bound:?} of SIGINT: {}",
                 self.stderr()
             );
             thread::sleep(POLL);

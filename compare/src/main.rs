@@ -118,7 +118,9 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
-    /// Every column in the tables, not only those that fit 100 columns
+    /// Every column in the tables, not only those that fit 100 columns;
+    /// as wide as the terminal (asked of the terminal itself), or as
+    /// `COLUMNS` says when exported, or unlimited into a file or a pipe
     #[arg(long)]
     wide: bool,
 
@@ -722,16 +724,35 @@ fn build(workspace: &Workspace, examples: &[Example]) -> Result<()> {
     Ok(())
 }
 
+/// The width the tables may take. A terminal's own width when stdout is
+/// one (`terminal`: asked of the terminal itself, since shells set
+/// `COLUMNS` without exporting it); else `COLUMNS` when a caller exported
+/// it; else 100 columns, or for `--wide` as wide as the figures need (a
+/// file or a pipe has no width to keep to). Never under 40.
+fn table_width(
+    terminal: Option<u16>,
+    columns: Option<&str>,
+    wide: bool,
+) -> u16 {
+    const NARROWEST: u16 = 40;
+    let exported = columns.and_then(|c| c.trim().parse::<u16>().ok());
+    match terminal.or(exported) {
+        Some(width) => width.max(NARROWEST),
+        None if wide => u16::MAX,
+        None => 100,
+    }
+}
+
 fn print_tables(
     results: &[(Stage, Vec<Row>)],
     cli: &Cli,
     unit: Duration,
 ) -> Result<()> {
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.trim().parse::<u16>().ok())
-        .filter(|w| *w >= 40)
-        .unwrap_or(100);
+    let width = table_width(
+        comfy_table::Table::new().width(),
+        std::env::var("COLUMNS").ok().as_deref(),
+        cli.wide,
+    );
     emit(&format!(
         "one unit of chopping takes {:.0} ns here; the lower bound is the \
          physical limit",
@@ -836,6 +857,24 @@ fn print_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tables_take_the_terminals_own_width() {
+        // A terminal's width wins over an exported COLUMNS, which can be
+        // stale (set before the window was resized).
+        assert_eq!(table_width(Some(250), None, true), 250);
+        assert_eq!(table_width(Some(250), Some("80"), true), 250);
+        assert_eq!(table_width(Some(250), None, false), 250);
+        // No terminal: an exported COLUMNS, then 100, or no limit for
+        // --wide.
+        assert_eq!(table_width(None, Some("132"), true), 132);
+        assert_eq!(table_width(None, Some(" 90\n"), false), 90);
+        assert_eq!(table_width(None, None, false), 100);
+        assert_eq!(table_width(None, None, true), u16::MAX);
+        assert_eq!(table_width(None, Some("wide"), false), 100);
+        // Never narrower than a table can be read at.
+        assert_eq!(table_width(Some(20), None, false), 40);
+    }
 
     #[test]
     fn a_sweep_is_refused_past_the_most_any_model_takes() {

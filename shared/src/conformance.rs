@@ -61,6 +61,10 @@
 mod ctrl_c;
 #[cfg(target_os = "linux")]
 pub use ctrl_c::{check_a_stopped_drain, check_ctrl_c_to_the_group};
+#[cfg(unix)]
+mod pattern;
+#[cfg(unix)]
+pub use pattern::{PATTERN_PATIENCE, check_pattern_stops};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -11,14 +11,35 @@
 //!
 //! ```text
 //! cargo run -p blocking-dedicated-thread --example dedicated-thread-pattern
+//! cargo run -p blocking-dedicated-thread --example dedicated-thread-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs `tokio = { version = "1", features = ["rt", "net", "io-util",
-//! "time", "sync", "macros"] }` and `socket2 = "0.6"` (for the listen
-//! backlog). For several threads, share the receiver behind a `Mutex` (as
-//! the crate does) or use an MPMC channel such as crossbeam's.
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0. Stop
+//! is one `CancellationToken` that the accept loop, every connection's
+//! read and the heartbeat select on; a `TaskTracker` waits until every
+//! accepted job is answered, and a connection still waiting for its
+//! request is closed. A request line must come whole within `PATIENCE`.
+//! For several threads, share the receiver behind a `Mutex` (as the
+//! crate does) or use an MPMC channel such as crossbeam's.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! socket2 = "0.6" # for the listen backlog
+//! tokio-util = { version = "0.7", features = ["rt"] }
+//!
+//! [dependencies.tokio]
+//! version = "1"
+//! features = ["rt", "net", "io-util", "time", "macros", "sync",
+//!     "signal"]
+//! ```
 
 use std::error::Error;
+use std::future::Future;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -28,11 +49,18 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
-use tokio::time::sleep;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold its connection for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// A request for the worker thread: the input and where to answer.
 type Request = (u64, oneshot::Sender<thread::Result<u64>>);
@@ -89,12 +117,12 @@ async fn job(
 
 /// Ticks every millisecond until `stop`; returns the longest gap between
 /// two ticks: how long the loop once went without looking at its timer.
-async fn heartbeat(mut stop: watch::Receiver<bool>) -> Duration {
+async fn heartbeat(stop: CancellationToken) -> Duration {
     let mut last = Instant::now();
     let mut longest = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = stop.changed() => return longest,
+            () = stop.cancelled() => return longest,
             () = sleep(Duration::from_millis(1)) => {
                 longest = longest.max(last.elapsed());
                 last = Instant::now();
@@ -103,44 +131,62 @@ async fn heartbeat(mut stop: watch::Receiver<bool>) -> Duration {
     }
 }
 
-/// The accept loop: a task per connection until `stop` says so, then
-/// every connection inside is finished.
+/// The accept loop: a task per connection until `stop` is cancelled,
+/// then waits for every connection inside to end.
 async fn serve(
     listener: TcpListener,
     worker: mpsc::Sender<Request>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
-    let mut connections = JoinSet::new();
+    // Unlike a `JoinSet`, a tracker forgets a task the moment it ends,
+    // so a long-running server holds nothing for connections gone by.
+    let connections = TaskTracker::new();
     loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(handle(stream, worker.clone()));
-                }
-                // Never fatal: out of descriptors, a reset. Back off.
-                Err(e) => {
-                    eprintln!("accept failed: {e}");
-                    sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let worker = worker.clone();
+                connections.spawn(handle(stream, worker, stop.clone()));
+            }
+            // Never fatal: out of descriptors, a reset. Back off.
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                sleep(Duration::from_millis(10)).await;
+            }
         }
     }
+    // Refuse newcomers; `wait` returns once the tracker is closed and
+    // the last connection has ended.
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    connections.close();
+    connections.wait().await;
 }
 
-/// One connection: read `JOB <n>`, run the job, answer `DONE <n>
-/// <result>`, or `ERROR …` if its work panicked.
-async fn handle(mut stream: TcpStream, worker: mpsc::Sender<Request>) {
+/// One connection: read `JOB <n>` within `PATIENCE`, unless told to stop
+/// first (once read, a job is finished whatever comes); run the job, and
+/// answer `DONE <n> <result>`, or `ERROR …` if its work panicked.
+async fn handle(
+    mut stream: TcpStream,
+    worker: mpsc::Sender<Request>,
+    stop: CancellationToken,
+) {
     let (reader, mut writer) = stream.split();
     let mut line = String::new();
     // The reader, and its 8 KiB buffer, end with this block, before the
     // job is awaited: a connection waiting for its job holds no buffer.
     {
         let mut reader = BufReader::new(reader).take(1024);
-        if reader.read_line(&mut line).await.is_err() {
+        let read = tokio::select! {
+            // Polled first: a request already in wins over the stop.
+            biased;
+            read = timeout(PATIENCE, reader.read_line(&mut line)) => read,
+            () = stop.cancelled() => return,
+        };
+        // Too slow, or the connection failed: hang up.
+        if !matches!(read, Ok(Ok(_))) {
             return;
         }
     }
@@ -166,14 +212,12 @@ async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: a server and a hundred clients on one loop, every answer
+/// checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     let (requests, inbox) = mpsc::channel::<Request>();
     let kitchen = thread::spawn(move || worker(inbox));
-    // The event loop: one thread, this one.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    let runtime = runtime()?;
     // The answers to expect, worked out before the loop starts: checking
     // them on the loop would stall it, and the heartbeat would say so.
     let expected: Vec<String> = (0..100)
@@ -185,11 +229,11 @@ fn main() -> Result<(), BoxError> {
     runtime.block_on(async {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
-        let heartbeat = tokio::spawn(heartbeat(stopped.clone()));
+        let stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(stop.clone()));
         // The server gets the only sender: when it returns, every clone
         // it handed out is gone too.
-        let server = tokio::spawn(serve(listener, requests, stopped));
+        let server = tokio::spawn(serve(listener, requests, stop.clone()));
 
         // The clients share the loop with the server: all they do is wait.
         let mut clients = JoinSet::new();
@@ -200,7 +244,7 @@ fn main() -> Result<(), BoxError> {
             let (n, answer) = answer?;
             assert_eq!(answer?, expected[n as usize], "job {n}");
         }
-        stop.send(true)?;
+        stop.cancel();
         server.await?;
         let stall = heartbeat.await?;
         println!(
@@ -214,4 +258,91 @@ fn main() -> Result<(), BoxError> {
         .join()
         .map_err(|_| "the worker panicked outside a job")?;
     Ok(())
+}
+
+/// The event loop: one thread, the caller's.
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
+/// The server on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took, and the worker thread, and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let (requests, inbox) = mpsc::channel::<Request>();
+    let kitchen = thread::spawn(move || worker(inbox));
+    runtime()?.block_on(async {
+        let listener = bind(addr)?;
+        let stop = on_signal(listener.local_addr()?)?;
+        let heartbeat = tokio::spawn(heartbeat(stop.clone()));
+        serve(listener, requests, stop).await;
+        let stall = heartbeat.await?;
+        eprintln!("the 1 ms heartbeat's longest gap was {stall:.1?}");
+        Ok::<_, BoxError>(())
+    })?;
+    // Every sender is gone with the server: the worker's loop has ended.
+    kitchen
+        .join()
+        .map_err(|_| "the worker panicked outside a job")?;
+    Ok(())
+}
+
+/// Resolves at Ctrl-C, or on Unix at SIGTERM (what `kill` and service
+/// managers send). On Unix both handlers are installed here, when it is
+/// called, not at the first poll: a signal that comes as soon as the
+/// caller says it listens is caught rather than fatal.
+fn stop_signal() -> io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// A token cancelled at Ctrl-C or SIGTERM; then says where it listens
+/// (flushed: whoever started us may be waiting for it on a pipe).
+fn on_signal(addr: SocketAddr) -> io::Result<CancellationToken> {
+    let stop = CancellationToken::new();
+    let signal = stop_signal()?;
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        signal.await;
+        cancel.cancel();
+    });
+    println!("listening on {addr}");
+    io::stdout().flush()?;
+    Ok(stop)
+}
+
+/// No arguments: the demo. `--listen ADDR`: the server. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: dedicated-thread-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

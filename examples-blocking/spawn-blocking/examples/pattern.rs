@@ -10,14 +10,33 @@
 //!
 //! ```text
 //! cargo run -p blocking-spawn-blocking --example spawn-blocking-pattern
+//! cargo run -p blocking-spawn-blocking --example spawn-blocking-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs only `tokio = { version = "1", features = ["rt", "net",
-//! "io-util", "time", "macros", "sync"] }` and `socket2 = "0.6"` (for the
-//! listen backlog).
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0. Stop
+//! is one `CancellationToken` that the accept loop, every connection's
+//! read and the heartbeat select on; a `TaskTracker` waits until every
+//! accepted job is answered, and a connection still waiting for its
+//! request is closed. A request line must come whole within `PATIENCE`.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! socket2 = "0.6" # for the listen backlog
+//! tokio-util = { version = "0.7", features = ["rt"] }
+//!
+//! [dependencies.tokio]
+//! version = "1"
+//! features = ["rt", "net", "io-util", "time", "macros", "signal"]
+//! ```
 
 use std::error::Error;
+use std::future::Future;
 use std::hint::black_box;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,11 +45,17 @@ use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Builder;
-use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet, spawn_blocking};
-use tokio::time::sleep;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold its connection for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// Binds with a listen backlog sized for bursts: std's and tokio's `bind`
 /// ask for 128, and a burst beyond that waits a second per dropped SYN.
@@ -67,12 +92,12 @@ async fn job(input: u64) -> Result<u64, JoinError> {
 
 /// Ticks every millisecond until `stop`; returns the longest gap between
 /// two ticks: how long the loop once went without looking at its timer.
-async fn heartbeat(mut stop: watch::Receiver<bool>) -> Duration {
+async fn heartbeat(stop: CancellationToken) -> Duration {
     let mut last = Instant::now();
     let mut longest = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = stop.changed() => return longest,
+            () = stop.cancelled() => return longest,
             () = sleep(Duration::from_millis(1)) => {
                 longest = longest.max(last.elapsed());
                 last = Instant::now();
@@ -81,40 +106,53 @@ async fn heartbeat(mut stop: watch::Receiver<bool>) -> Duration {
     }
 }
 
-/// The accept loop: a task per connection until `stop` says so, then
-/// every connection inside is finished.
-async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let mut connections = JoinSet::new();
+/// The accept loop: a task per connection until `stop` is cancelled,
+/// then waits for every connection inside to end.
+async fn serve(listener: TcpListener, stop: CancellationToken) {
+    // Unlike a `JoinSet`, a tracker forgets a task the moment it ends,
+    // so a long-running server holds nothing for connections gone by.
+    let connections = TaskTracker::new();
     loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(handle(stream));
-                }
-                // Never fatal: out of descriptors, a reset. Back off.
-                Err(e) => {
-                    eprintln!("accept failed: {e}");
-                    sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                connections.spawn(handle(stream, stop.clone()));
+            }
+            // Never fatal: out of descriptors, a reset. Back off.
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                sleep(Duration::from_millis(10)).await;
+            }
         }
     }
+    // Refuse newcomers; `wait` returns once the tracker is closed and
+    // the last connection has ended.
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    connections.close();
+    connections.wait().await;
 }
 
-/// One connection: read `JOB <n>`, run the job as a task of its own, and
-/// answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
-async fn handle(mut stream: TcpStream) {
+/// One connection: read `JOB <n>` within `PATIENCE`, unless told to stop first
+/// (once read, a job is finished whatever comes); run the job as a task of its
+/// own, and answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
+async fn handle(mut stream: TcpStream, stop: CancellationToken) {
     let (reader, mut writer) = stream.split();
     let mut line = String::new();
     // The reader, and its 8 KiB buffer, end with this block, before the
     // job is awaited: a connection waiting for its job holds no buffer.
     {
         let mut reader = BufReader::new(reader).take(1024);
-        if reader.read_line(&mut line).await.is_err() {
+        let read = tokio::select! {
+            // Polled first: a request already in wins over the stop.
+            biased;
+            read = timeout(PATIENCE, reader.read_line(&mut line)) => read,
+            () = stop.cancelled() => return,
+        };
+        // Too slow, or the connection failed: hang up.
+        if !matches!(read, Ok(Ok(_))) {
             return;
         }
     }
@@ -133,28 +171,29 @@ async fn handle(mut stream: TcpStream) {
     let _ = writer.write_all(reply.as_bytes()).await;
 }
 
-/// The server, on a thread of its own: one current-thread runtime runs
-/// the accept loop, every connection, every job's waiting and the
-/// heartbeat; its blocking pool runs the work.
-fn server(
+/// The server: one current-thread runtime runs the accept loop, every
+/// connection, every job's waiting and the heartbeat; its blocking pool runs
+/// the work.
+async fn server(
     listener: std::net::TcpListener,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<Duration, BoxError> {
+    let listener = TcpListener::from_std(listener)?;
+    let heartbeat = tokio::spawn(heartbeat(stop.clone()));
+    serve(listener, stop).await;
+    Ok(heartbeat.await?)
+}
+
+/// The server's runtime.
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
     // CPU work gains nothing from more threads than cores; the default cap
     // (512) is meant for blocking I/O, where threads mostly sleep.
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = Builder::new_current_thread()
+    Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .max_blocking_threads(cores)
-        .build()?;
-    // Dropping the runtime, when this function returns, joins the pool.
-    runtime.block_on(async {
-        let listener = TcpListener::from_std(listener)?;
-        let heartbeat = tokio::spawn(heartbeat(stop.clone()));
-        serve(listener, stop).await;
-        Ok(heartbeat.await?)
-    })
+        .build()
 }
 
 /// A client: sends one job, returns the answer.
@@ -166,11 +205,17 @@ async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: a server on a thread of its own, a hundred clients, every
+/// answer checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
-    let (stop, stopped) = watch::channel(false);
-    let server = thread::spawn(move || server(listener, stopped));
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let server = thread::spawn(move || -> Result<Duration, BoxError> {
+        // The runtime is dropped as the thread ends, and with it its pool.
+        runtime()?.block_on(server(listener, stopped))
+    });
 
     // The clients, on a runtime of their own on this thread.
     let clients = Builder::new_current_thread().enable_all().build()?;
@@ -191,11 +236,81 @@ fn main() -> Result<(), BoxError> {
         }
         Ok::<_, BoxError>(())
     })?;
-    stop.send(true)?;
+    stop.cancel();
     let stall = server.join().map_err(|_| "the server panicked")??;
     println!(
         "100 jobs answered, the panicking one with an error; the 1 ms \
          heartbeat's longest gap was {stall:.1?}"
     );
     Ok(())
+}
+
+/// The server on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let listener = bind(addr)?;
+    runtime()?.block_on(async {
+        let stop = on_signal(listener.local_addr()?)?;
+        let stall = server(listener, stop).await?;
+        eprintln!("the 1 ms heartbeat's longest gap was {stall:.1?}");
+        Ok(())
+    })
+}
+
+/// Resolves at Ctrl-C, or on Unix at SIGTERM (what `kill` and service
+/// managers send). On Unix both handlers are installed here, when it is
+/// called, not at the first poll: a signal that comes as soon as the
+/// caller says it listens is caught rather than fatal.
+fn stop_signal() -> io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// A token cancelled at Ctrl-C or SIGTERM; then says where it listens
+/// (flushed: whoever started us may be waiting for it on a pipe).
+fn on_signal(addr: SocketAddr) -> io::Result<CancellationToken> {
+    let stop = CancellationToken::new();
+    let signal = stop_signal()?;
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        signal.await;
+        cancel.cancel();
+    });
+    println!("listening on {addr}");
+    io::stdout().flush()?;
+    Ok(stop)
+}
+
+/// No arguments: the demo. `--listen ADDR`: the server. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: spawn-blocking-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

@@ -1,14 +1,15 @@
 //! The `parallelism-redis-streams` binary: the model in `lib.rs`, run
 //! through the shared command line (`--help` lists its flags), with one
 //! flag of its own, `--redis URL`; and the same executable in the cook
-//! role (`--cook --redis URL`), whether its server started it or a person
-//! did, on any machine.
+//! role (`--cook --redis URL [--night ID]`), whether its server started it
+//! or a person did, on any machine.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use parallelism_redis_streams::{
-    COOK_ARG, MODEL, PARENT_PIPE_ARG, REDIS_ARG, broker, cook_main,
+    COOK_ARG, MODEL, NIGHT_ARG, Night, PARENT_PIPE_ARG, REDIS_ARG, TONIGHT,
+    broker, cook_main,
 };
 
 fn main() -> ExitCode {
@@ -74,36 +75,60 @@ fn take_redis(
     Ok((url, rest))
 }
 
-/// The cook role: `--cook --redis URL`.
+/// The cook role: `--cook --redis URL [--night ID]`.
 fn cook(url: Option<String>, args: &[OsString]) -> ExitCode {
     let mut parent_pipe = false;
-    for arg in &args[1..] {
+    let mut night = None;
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        let inline = arg
+            .to_str()
+            .and_then(|a| a.strip_prefix(NIGHT_ARG)?.strip_prefix('='));
         if arg == COOK_ARG {
         } else if arg == PARENT_PIPE_ARG {
             parent_pipe = true;
+        } else if arg == NIGHT_ARG || inline.is_some() {
+            let value = match inline {
+                Some(value) => Some(value.to_owned()),
+                None => args.next().and_then(|v| v.to_str()).map(Into::into),
+            };
+            match value.as_deref().and_then(Night::parse) {
+                Some(given) => night = Some(given),
+                None => {
+                    return usage(&format!(
+                        "invalid value '{}' for '{NIGHT_ARG} <ID>': a night \
+                         is 16 hex digits, as `redis-cli GET {TONIGHT}` \
+                         prints it",
+                        value.unwrap_or_default()
+                    ));
+                }
+            }
         } else if arg == "--help" || arg == "-h" {
             println!(
-                "{name} {COOK_ARG} {REDIS_ARG} URL\n\n\
+                "{name} {COOK_ARG} {REDIS_ARG} URL [{NIGHT_ARG} ID]\n\n\
                  Starts a cook that joins the kitchen at the Redis at URL \
                  (redis://HOST:PORT), on this machine or any other: it \
-                 takes tickets from the stream {tickets}, cooks them and \
-                 publishes the plates, until Ctrl-C. A ticket it holds \
-                 when stopped goes to another cook after {idle:?}.",
+                 takes tickets from a night's stream, cooks them and \
+                 publishes the plates, until Ctrl-C. Without {NIGHT_ARG}, \
+                 it serves the night opened last on that Redis (the one \
+                 {TONIGHT} names), then each night after it; with \
+                 {NIGHT_ARG} ID, that night alone, leaving when it closes. \
+                 A ticket it holds when stopped goes to another cook \
+                 after {idle:?}.",
                 name = MODEL.name,
-                tickets = parallelism_redis_streams::TICKETS,
                 idle = parallelism_redis_streams::CLAIM_IDLE,
             );
             return ExitCode::SUCCESS;
         } else {
             return usage(&format!(
                 "unexpected argument '{}' for a cook: a cook takes {REDIS_ARG} \
-                 URL only",
+                 URL and {NIGHT_ARG} ID only",
                 arg.to_string_lossy()
             ));
         }
     }
     match url {
-        Some(url) => cook_main(&url, parent_pipe),
+        Some(url) => cook_main(&url, night, parent_pipe),
         None => usage(&format!(
             "a cook needs {REDIS_ARG} URL: the Redis its server uses, such \
              as redis://HOST:6379"

@@ -74,15 +74,21 @@ fn redis_url_uses_that_server_and_starts_none() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(pids(&dir, "redis").is_empty(), "it started a redis-server");
     assert!(!pids(&dir, "cook").is_empty(), "no cook started");
-    // The night ran on our server: its group is there, with its cooks.
+    // The night ran on our server: its tickets and plates were added
+    // there ...
     let mut connection = redis.connection();
-    let groups: redis::streams::StreamInfoGroupsReply =
-        redis::Commands::xinfo_groups(
-            &mut connection,
-            parallelism_redis_streams::TICKETS,
-        )
-        .expect("the tickets stream exists");
-    assert_eq!(groups.groups.len(), 1, "{groups:?}");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut connection)
+        .expect("INFO");
+    let xadds = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xadd:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok());
+    assert!(xadds.is_some_and(|n| n >= 30), "{stats}");
+    // ... and it left nothing behind: no stream, no name of a night.
+    let left = common::leftovers(&mut connection);
+    assert!(left.is_empty(), "left behind: {left:?}");
     redis.stop();
 }
 
@@ -164,10 +170,10 @@ fn a_remote_cook_names_the_redis_that_went_away() {
     let mut cook = common::Killed(child);
     let mut stderr =
         BufReader::new(cook.0.stderr.take().expect("stderr is piped"));
-    // "… joined group cooks of restaurant:tickets at URL; Ctrl-C …"
-    let mut joined = String::new();
-    let _ = stderr.read_line(&mut joined);
-    assert!(joined.contains("joined group"), "{joined}");
+    // "… no night open at URL yet: waiting for one; Ctrl-C to leave"
+    let mut waiting = String::new();
+    let _ = stderr.read_line(&mut waiting);
+    assert!(waiting.contains("waiting for one"), "{waiting}");
     redis.stop();
     let began = Instant::now();
     let limit = Duration::from_secs(10);

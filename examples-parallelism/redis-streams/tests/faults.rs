@@ -21,12 +21,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    BINARY, Killed, TestRedis, assert_gone, kill, kitchen, pids, scratch,
-    wait_for_pid,
+    BINARY, Killed, TestRedis, assert_gone, kill, kitchen, leftovers, pids,
+    scratch, wait_for_pid,
 };
-use parallelism_redis_streams::{
-    DEAD_LETTERS, MODEL, PLATES, TICKETS, serve_with,
-};
+use parallelism_redis_streams::{MODEL, broker, serve_with};
 use redis::Commands;
 use restaurant::conformance::{Server, scaled_workload};
 use restaurant::customers::{Night, Visit};
@@ -109,12 +107,10 @@ fn a_cook_killed_mid_order_loses_nothing() {
     let cooks = pids(&dir, "cook");
     assert_eq!(cooks.len(), 3, "cooks started: {cooks:?}");
     assert_gone(&cooks, Duration::from_secs(1), "cooks");
-    // Nothing is left pending in the group.
-    let pending: redis::streams::StreamPendingReply = redis
-        .connection()
-        .xpending(TICKETS, parallelism_redis_streams::GROUP)
-        .expect("the group exists");
-    assert_eq!(pending.count(), 0, "{pending:?}");
+    // The night closed: its streams, the group and its pending list, are
+    // gone from the Redis, and so is its name.
+    let left = leftovers(&mut redis.connection());
+    assert!(left.is_empty(), "left behind: {left:?}");
     redis.stop();
 }
 
@@ -173,18 +169,22 @@ fn malformed_entries_are_dead_lettered_and_the_night_verifies() {
     };
     let workload = scaled_workload(Preset::LunchRush, 64, 2);
     let server = Server::start(&model, 2).unwrap_or_else(|e| panic!("{e}"));
-    // Someone else writes to both streams, after the night has opened
-    // (opening makes the streams anew): a ticket that is not JSON, one
-    // with no `order` field, and a plate that is no plate.
+    // Someone else writes to both streams of the night, which they find
+    // as a cook started by hand does: a ticket that is not JSON, one with
+    // no `order` field, and a plate that is no plate.
     let mut connection = redis.connection();
+    let tonight = broker::tonight(&mut connection)
+        .expect("GET")
+        .expect("the open night is named");
+    let (tickets, plates) = (tonight.tickets(), tonight.plates());
     let _: String = connection
-        .xadd(TICKETS, "*", &[("order", "{not json")])
+        .xadd(tickets, "*", &[("order", "{not json")])
         .expect("XADD");
     let _: String = connection
-        .xadd(TICKETS, "*", &[("spam", "eggs")])
+        .xadd(tickets, "*", &[("spam", "eggs")])
         .expect("XADD");
     let _: String = connection
-        .xadd(PLATES, "*", &[("plate", "42")])
+        .xadd(plates, "*", &[("plate", "42")])
         .expect("XADD");
     let night = server.customers(&workload).expect("the customers");
     assert!(server.shift().faults().is_empty());
@@ -193,27 +193,30 @@ fn malformed_entries_are_dead_lettered_and_the_night_verifies() {
         .expect("garbage is no reason to fail a night");
     assert_verified(&workload, &night);
 
-    let dead: redis::streams::StreamRangeReply =
-        connection.xrange_all(DEAD_LETTERS).expect("XRANGE");
+    let dead: redis::streams::StreamRangeReply = connection
+        .xrange_all(tonight.dead_letters())
+        .expect("XRANGE");
     let stream_of = |e: &redis::streams::StreamId| e.get::<String>("stream");
-    let tickets = dead
+    let bad_tickets = dead
         .ids
         .iter()
-        .filter(|e| stream_of(e).as_deref() == Some(TICKETS));
-    assert_eq!(tickets.count(), 2, "{dead:?}");
-    let plates: Vec<_> = dead
+        .filter(|e| stream_of(e).as_deref() == Some(tickets));
+    assert_eq!(bad_tickets.count(), 2, "{dead:?}");
+    let bad_plates: Vec<_> = dead
         .ids
         .iter()
-        .filter(|e| stream_of(e).as_deref() == Some(PLATES))
+        .filter(|e| stream_of(e).as_deref() == Some(plates))
         .collect();
-    assert_eq!(plates.len(), 1, "{dead:?}");
-    let why: String = plates[0].get("why").unwrap_or_default();
+    assert_eq!(bad_plates.len(), 1, "{dead:?}");
+    let why: String = bad_plates[0].get("why").unwrap_or_default();
     assert!(why.contains("not a plate"), "{why}");
-    // Acknowledged: nothing is pending, nothing will be redelivered.
-    let pending: redis::streams::StreamPendingReply = connection
-        .xpending(TICKETS, parallelism_redis_streams::GROUP)
-        .expect("the group exists");
-    assert_eq!(pending.count(), 0, "{pending:?}");
+    // The dead letters outlive the night, for a day, not for ever.
+    let ttl: i64 = connection.ttl(tonight.dead_letters()).expect("TTL");
+    let day = broker::DEAD_LETTERS_TTL.as_secs() as i64;
+    assert!((day - 60..=day).contains(&ttl), "TTL {ttl}");
+    // Everything else of the night is gone.
+    let left = leftovers(&mut connection);
+    assert!(left.is_empty(), "left behind: {left:?}");
     redis.stop();
 }
 
@@ -409,5 +412,69 @@ fn a_stopped_cook_is_killed_at_closing_and_the_night_ends() {
         "{stderr}"
     );
     let cooks = pids(&dir, "cook");
+    assert_gone(&cooks, Duration::from_secs(1), "cooks");
+}
+
+/// The only cook, stopped with SIGSTOP mid-order: nobody is free to
+/// claim its ticket, so the server kills it once it has held the ticket
+/// [`LEAVE_LIMIT`](parallelism_redis_streams::LEAVE_LIMIT) without a
+/// heartbeat; the cook started in its place claims the ticket and the
+/// night ends with every order served.
+#[test]
+fn a_lone_stopped_cook_is_killed_and_its_order_served() {
+    use parallelism_redis_streams::LEAVE_LIMIT;
+    let dir = scratch("lone");
+    let child = Command::new(BINARY)
+        .args(["--orders", "20", "--time-scale", "20", "--cooks", "1"])
+        .env("REDIS_STREAMS_PIDS", &dir)
+        .env("REDIS_COOK_STALL_ON", "5")
+        .env("REDIS_COOK_CLAIM_IDLE_MS", "200")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut server = Killed(child);
+    let mut stderr = server.0.stderr.take().expect("stderr is piped");
+    let said = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let stopped = wait_for_pid(&dir.join("stalled"), LIMIT);
+    let signal = Command::new("kill")
+        .args(["-STOP", &stopped.to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(signal.success(), "kill -STOP {stopped} failed");
+    let began = Instant::now();
+    // The cook's limit, then the rest of the night; the margin is for a
+    // slow machine.
+    let bound = LEAVE_LIMIT + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("waitpid") {
+            break status;
+        }
+        assert!(
+            began.elapsed() < bound,
+            "it did not end within {bound:?} of its only cook's SIGSTOP"
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
+    let stderr = said.join().expect("the reader thread");
+    // Exit 0: the customers verified every plate, order 5's included.
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cook (pid {stopped}) held ticket"))
+            && stderr.contains("without a heartbeat (stopped?): killed"),
+        "{stderr}"
+    );
+    // Not before its deadline.
+    assert!(
+        began.elapsed() >= LEAVE_LIMIT,
+        "killed before its deadline: {stderr}"
+    );
+    let cooks = pids(&dir, "cook");
+    assert_eq!(cooks.len(), 2, "the stopped cook and its replacement");
     assert_gone(&cooks, Duration::from_secs(1), "cooks");
 }

@@ -182,3 +182,14 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The keys of this model that a night left in `connection`'s Redis,
+/// dead letters aside (those stay a day, for a person to read).
+pub fn leftovers(connection: &mut redis::Connection) -> Vec<String> {
+    let pattern = format!("{}:*", parallelism_redis_streams::broker::PREFIX);
+    let keys: Vec<String> =
+        redis::Commands::keys(connection, pattern).expect("KEYS");
+    keys.into_iter()
+        .filter(|k| !k.ends_with(":dead-letters"))
+        .collect()
+}

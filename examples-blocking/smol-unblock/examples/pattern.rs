@@ -3,19 +3,35 @@
 //! every connection, and sends each piece of CPU work to the `blocking`
 //! pool with `unblock`. A panic in the work is raised again where the
 //! task is awaited; `catch_unwind` turns it into that job's error. A closed
-//! channel tells the accept loop to stop; a second one, whose senders the
-//! connections hold, tells it when the last connection is done. A heartbeat
+//! channel tells the accept loop, every connection's read and the
+//! heartbeat to stop (a connection still waiting for its request is
+//! closed; an accepted job is answered); a second one, whose senders the
+//! connections hold, tells it when the last connection is done. A request
+//! line must come whole within `PATIENCE`. A heartbeat
 //! task on the loop, which should tick every millisecond, shows that the
 //! loop stays responsive while the pool works.
 //!
 //! ```text
 //! cargo run -p blocking-smol-unblock --example smol-unblock-pattern
+//! cargo run -p blocking-smol-unblock --example smol-unblock-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs `smol = "2"`, `blocking = "1.7"` (to cap the pool from code)
-//! and `socket2 = "0.6"` (for the listen backlog).
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! blocking = "1.7" # to cap the pool from code
+//! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
+//! smol = "2"
+//! socket2 = "0.6" # for the listen backlog
+//! ```
 
 use std::error::Error;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::thread;
@@ -29,6 +45,11 @@ use smol::{LocalExecutor, Timer, unblock};
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold its connection for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// Binds with a listen backlog sized for bursts: std's `bind` asks for
 /// 128, and a burst beyond that waits a second per dropped SYN.
@@ -102,7 +123,8 @@ async fn serve(
         match stopping.or(accepted).await {
             None => break,
             Some(Ok((stream, _))) => {
-                executor.spawn(handle(stream, inside.clone())).detach();
+                let connection = handle(stream, inside.clone(), stop.clone());
+                executor.spawn(connection).detach();
             }
             // Never fatal: out of descriptors, a reset. Back off.
             Some(Err(e)) => {
@@ -117,15 +139,31 @@ async fn serve(
     let _ = all_left.recv().await;
 }
 
-/// One connection: read `JOB <n>`, run the job, answer `DONE <n>
-/// <result>`, or `ERROR …` if its work panicked.
-async fn handle(mut stream: TcpStream, _inside: Sender<()>) {
+/// One connection: read `JOB <n>` within `PATIENCE`, unless `stop`
+/// closes first (once read, a job is finished whatever comes); run the
+/// job, answer `DONE <n> <result>`, or `ERROR …` if its work panicked.
+async fn handle(
+    mut stream: TcpStream,
+    _inside: Sender<()>,
+    stop: Receiver<()>,
+) {
     let mut line = String::new();
     // The reader, and its 8 KiB buffer, end with this block, before the
     // job is awaited: a connection waiting for its job holds no buffer.
     {
         let mut reader = BufReader::new(stream.clone()).take(1024);
-        if reader.read_line(&mut line).await.is_err() {
+        let read = async { reader.read_line(&mut line).await.is_ok() };
+        // The timer starts now: it bounds the line, however it comes.
+        let too_slow = async {
+            Timer::after(PATIENCE).await;
+            false
+        };
+        let stopping = async {
+            let _ = stop.recv().await; // fails once the channel is closed
+            false
+        };
+        // `or` polls the left one first: a request already in wins.
+        if !read.or(too_slow).or(stopping).await {
             return;
         }
     }
@@ -142,6 +180,15 @@ async fn handle(mut stream: TcpStream, _inside: Sender<()>) {
     let _ = stream.write_all(reply.as_bytes()).await;
 }
 
+/// CPU work gains nothing from more threads than cores. The pool's own
+/// cap, 500, is meant for blocking I/O; uncapped, a hundred jobs would
+/// start a hundred threads and the loop would wait its turn among them.
+fn cap_the_pool() -> Result<(), BoxError> {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    blocking::set_max_blocking_threads(cores.try_into()?);
+    Ok(())
+}
+
 /// A client: sends one job, returns the answer.
 async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
     let mut stream = TcpStream::connect(addr).await?;
@@ -151,7 +198,9 @@ async fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: the service and a hundred clients on one loop, every answer
+/// checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     // The answers to expect, worked out before the loop starts: checking
     // them on the loop would stall it, and the heartbeat would say so.
     let expected: Vec<String> = (0..100)
@@ -160,11 +209,7 @@ fn main() -> Result<(), BoxError> {
             n => format!("DONE {n} {}\n", compute(compute(n))),
         })
         .collect();
-    // CPU work gains nothing from more threads than cores. The pool's own
-    // cap, 500, is meant for blocking I/O; uncapped, a hundred jobs would
-    // start a hundred threads and the loop would wait its turn among them.
-    let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    blocking::set_max_blocking_threads(cores.try_into()?);
+    cap_the_pool()?;
     // The event loop: one thread, this one, inside `block_on`.
     let executor = LocalExecutor::new();
     smol::block_on(executor.run(async {
@@ -194,4 +239,49 @@ fn main() -> Result<(), BoxError> {
         );
         Ok(())
     }))
+}
+
+/// The service on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    cap_the_pool()?;
+    let (stop, stopped) = channel::bounded::<()>(1);
+    // ctrlc runs this on a thread of its own, at every signal: closing
+    // the channel (again) wakes every task waiting on it.
+    ctrlc::set_handler(move || {
+        stop.close();
+    })?;
+    let executor = LocalExecutor::new();
+    smol::block_on(executor.run(async {
+        let listener = bind(addr)?;
+        // Said once the handler is in, and flushed: whoever started us
+        // may be waiting for it on a pipe.
+        println!("listening on {}", listener.local_addr()?);
+        io::stdout().flush()?;
+        let heartbeat = executor.spawn(heartbeat(stopped.clone()));
+        serve(&executor, listener, stopped).await;
+        let stall = heartbeat.await;
+        eprintln!("the 1 ms heartbeat's longest gap was {stall:.1?}");
+        Ok(())
+    }))
+}
+
+/// No arguments: the demo. `--listen ADDR`: the service. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: smol-unblock-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

@@ -1,8 +1,12 @@
 //! The pattern of `concurrency-async-std` on its own: a TCP service on
 //! async-std's global runtime. An accept loop runs until told to stop;
 //! each connection is a task; each job is a task of its own, its panic
-//! caught inside it; at shutdown the loop stops accepting and waits for
-//! every connection, which it has to count by itself.
+//! caught inside it. Stopping is a channel that nobody sends on: closing
+//! it wakes every `recv` at once, and the accept loop and every
+//! connection's read race one. At stop the loop stops accepting, a
+//! connection still waiting for its request is closed, and the loop waits
+//! for every accepted job, counting connections by itself. A request line
+//! must come whole within `PATIENCE`.
 //!
 //! **async-std is discontinued (RUSTSEC-2025-0052): do not copy this into
 //! new code.** It is here to show what existing code looks like and how
@@ -14,13 +18,25 @@
 //!
 //! ```text
 //! cargo run -p concurrency-async-std --example async-std-pattern
+//! cargo run -p concurrency-async-std --example async-std-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs `async-std = "1.13"`, `futures-lite = "2"` (for `or` and
-//! `catch_unwind`) and `socket2 = "0.6"` (for the listen backlog).
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! async-std = "1.13"
+//! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
+//! futures-lite = "2" # for `or` and `catch_unwind`
+//! socket2 = "0.6" # for the listen backlog
+//! ```
 
 use std::error::Error;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -33,6 +49,11 @@ use futures_lite::FutureExt as _;
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold its connection for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// Binds with a listen backlog sized for bursts: std's and async-std's
 /// `bind` ask for 128, and a burst beyond that waits a second per dropped
@@ -76,7 +97,7 @@ async fn serve(listener: TcpListener, stop: Receiver<()>) {
         match stopping.or(async { Some(listener.accept().await) }).await {
             None => break,
             Some(Ok((stream, _))) => {
-                task::spawn(handle(stream, open.clone()));
+                task::spawn(handle(stream, open.clone(), stop.clone()));
             }
             // Never fatal: out of descriptors, a reset. Back off.
             Some(Err(e)) => {
@@ -90,15 +111,28 @@ async fn serve(listener: TcpListener, stop: Receiver<()>) {
     let _ = all_done.recv().await;
 }
 
-/// One connection: read `JOB <n>`, run the job as a task of its own, and
-/// answer `DONE <n> <result>`, or `ERROR …` if the job panicked.
-async fn handle(stream: TcpStream, _open: Sender<()>) {
+/// One connection: read `JOB <n>` within `PATIENCE`, unless `stop`
+/// closes first (once read, a job is finished whatever comes); run the
+/// job as a task of its own, and answer `DONE <n> <result>`, or `ERROR …`
+/// if the job panicked.
+async fn handle(stream: TcpStream, _open: Sender<()>, stop: Receiver<()>) {
     let mut line = String::new();
     // The reader, and its 8 KiB buffer, end with this block, before the
     // job is awaited: a connection waiting for its job holds no buffer.
     {
         let mut reader = BufReader::new(&stream).take(1024);
-        if reader.read_line(&mut line).await.is_err() {
+        let read = async { reader.read_line(&mut line).await.is_ok() };
+        // The timer starts now: it bounds the line, however it comes.
+        let too_slow = async {
+            task::sleep(PATIENCE).await;
+            false
+        };
+        let stopping = async {
+            let _ = stop.recv().await; // fails once the channel is closed
+            false
+        };
+        // `or` polls the left one first: a request already in wins.
+        if !read.or(too_slow).or(stopping).await {
             return;
         }
     }
@@ -129,7 +163,9 @@ async fn ask(addr: SocketAddr, n: u64) -> io::Result<String> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: the service and a hundred clients, every answer checked,
+/// then the stop.
+fn demo() -> Result<(), BoxError> {
     // The runtime starts itself here: async-std's first task (this
     // `block_on`'s) calls `async_global_executor::init_with_config`, which
     // starts one thread per core (or `ASYNC_STD_THREAD_COUNT`), and they
@@ -157,4 +193,44 @@ fn main() -> Result<(), BoxError> {
         println!("100 jobs answered, the panicking one with an error");
         Ok(())
     })
+}
+
+/// The service on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let (stop, stopped) = channel::bounded::<()>(1);
+    // ctrlc runs this on a thread of its own, at every signal: closing
+    // the channel (again) wakes every task waiting on it.
+    ctrlc::set_handler(move || {
+        stop.close();
+    })?;
+    task::block_on(async {
+        let listener = bind(addr)?;
+        // Said once the handler is in, and flushed: whoever started us
+        // may be waiting for it on a pipe.
+        println!("listening on {}", listener.local_addr()?);
+        io::stdout().flush()?;
+        serve(listener, stopped).await;
+        Ok(())
+    })
+}
+
+/// No arguments: the demo. `--listen ADDR`: the service. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: async-std-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

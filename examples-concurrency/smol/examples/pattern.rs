@@ -3,30 +3,51 @@
 //! `std::thread::scope` run a shared `Executor`; the accept loop runs in
 //! `block_on` on the calling thread, and each connection, and each job, is
 //! a task on that executor. A job's panic is caught in its own task and
-//! comes back as an `Err`. At shutdown the loop stops accepting and waits
-//! for every accepted connection, and a closed channel stops the threads.
+//! comes back as an `Err`. Stopping is a channel that nobody sends on:
+//! closing it wakes every `recv` at once, and the accept loop and every
+//! connection's read race one. At stop the loop stops accepting, a
+//! connection still waiting for its request is closed, and every
+//! accepted job is answered; then a second closed channel stops the
+//! threads. A request line must come whole within `PATIENCE`.
 //!
 //! ```text
 //! cargo run -p concurrency-smol --example smol-pattern
+//! cargo run -p concurrency-smol --example smol-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs only `smol = "2"` and `socket2 = "0.6"` (for the listen
-//! backlog).
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
+//! smol = "2"
+//! socket2 = "0.6" # for the listen backlog
+//! ```
 
 use std::error::Error;
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt as _;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use smol::{Async, Executor, Timer, channel, channel::Sender};
+use smol::{Async, Executor, Timer};
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold its connection for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// Binds with a listen backlog sized for bursts: std's `bind` asks for
 /// 128, and a burst beyond that waits a second per dropped SYN.
@@ -59,7 +80,7 @@ async fn job(input: u64) -> u64 {
 fn serve(
     listener: TcpListener,
     threads: usize,
-    stop: channel::Receiver<()>,
+    stop: Receiver<()>,
 ) -> Result<(), BoxError> {
     // In an `Arc`: each connection's task holds it to spawn its job, and
     // a task cannot borrow the executor it is stored in.
@@ -83,7 +104,7 @@ fn serve(
 async fn accept(
     executor: &Arc<Executor<'static>>,
     listener: TcpListener,
-    stop: channel::Receiver<()>,
+    stop: Receiver<()>,
 ) -> Result<(), BoxError> {
     let listener = Async::new(listener)?;
     // Detached tasks cannot be awaited, so the loop counts connections its
@@ -99,8 +120,12 @@ async fn accept(
         match stopping.or(async { Some(listener.accept().await) }).await {
             None => break,
             Some(Ok((stream, _))) => {
-                let connection =
-                    handle(stream, Arc::clone(executor), open.clone());
+                let connection = handle(
+                    stream,
+                    Arc::clone(executor),
+                    open.clone(),
+                    stop.clone(),
+                );
                 executor.spawn(connection).detach();
             }
             // Never fatal: out of descriptors, a reset. Back off.
@@ -116,20 +141,33 @@ async fn accept(
     Ok(())
 }
 
-/// One connection: read `JOB <n>`, run the job as a task of its own, and
-/// answer `DONE <n> <result>`, or `ERROR …` if it panicked. `_open` is
-/// dropped when the connection ends.
+/// One connection: read `JOB <n>` within `PATIENCE`, unless `stop`
+/// closes first (once read, a job is finished whatever comes); run the
+/// job as a task of its own, and answer `DONE <n> <result>`, or `ERROR …`
+/// if it panicked. `_open` is dropped when the connection ends.
 async fn handle(
     stream: Async<TcpStream>,
     executor: Arc<Executor<'static>>,
     _open: Sender<()>,
+    stop: Receiver<()>,
 ) {
     let mut line = String::new();
     // The reader, and its 8 KiB buffer, end with this block, before the
     // job is awaited: a connection waiting for its job holds no buffer.
     {
         let mut reader = BufReader::new(&stream).take(1024);
-        if reader.read_line(&mut line).await.is_err() {
+        let read = async { reader.read_line(&mut line).await.is_ok() };
+        // The timer starts now: it bounds the line, however it comes.
+        let too_slow = async {
+            Timer::after(PATIENCE).await;
+            false
+        };
+        let stopping = async {
+            let _ = stop.recv().await; // fails once the channel is closed
+            false
+        };
+        // `or` polls the left one first: a request already in wins.
+        if !read.or(too_slow).or(stopping).await {
             return;
         }
     }
@@ -160,7 +198,9 @@ async fn ask(addr: SocketAddr, n: u64) -> io::Result<String> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: the service, a hundred clients on a thread of their own,
+/// every answer checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = channel::bounded::<()>(1);
@@ -195,4 +235,42 @@ fn main() -> Result<(), BoxError> {
     }
     println!("100 jobs answered, the panicking one with an error");
     Ok(())
+}
+
+/// The service on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let listener = bind(addr)?;
+    let (stop, stopped) = channel::bounded::<()>(1);
+    // ctrlc runs this on a thread of its own, at every signal: closing
+    // the channel (again) wakes every task waiting on it, on any thread.
+    ctrlc::set_handler(move || {
+        stop.close();
+    })?;
+    // Said once the handler is in, and flushed: whoever started us may
+    // be waiting for it on a pipe.
+    println!("listening on {}", listener.local_addr()?);
+    io::stdout().flush()?;
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    serve(listener, threads, stopped)
+}
+
+/// No arguments: the demo. `--listen ADDR`: the service. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: smol-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

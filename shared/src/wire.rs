@@ -25,7 +25,9 @@
 
 use std::error::Error;
 use std::fmt::{self, Write};
-use std::time::Duration;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,13 +55,15 @@ pub const MAX_SIMMER: Duration = Duration::from_secs(3600);
 /// be served, however late the server gets round to reading it: what
 /// counts is what the kernel had received, not when it was read. A line
 /// still incomplete after `PATIENCE` may be refused, with `ERROR no order
-/// within 2 s of NEXT` and a close. The async models time the whole line;
-/// the models that read with a blocking socket set `PATIENCE` as its read
-/// timeout, which restarts with every read that returns bytes, so they
-/// give up only after `PATIENCE` of silence: both keep the rule. A
-/// customer of the presets says its line at once; this bounds what a
-/// silent connection costs a cashier who listens to one customer at a
-/// time.
+/// within 2 s of NEXT` and a close. Every model times the whole line from
+/// `NEXT`: the async ones with a timeout around the read, the ones that
+/// read from a blocking socket with [`read_order_line`], which shrinks the
+/// socket's read timeout to what is left of the deadline before each read
+/// (a read timeout alone restarts with every read that returns bytes, so
+/// a customer who drips a byte a second would hold a cashier as long as it
+/// drips). A customer of the presets says its line at once; this bounds
+/// what a silent or dripping connection costs a cashier who listens to one
+/// customer at a time.
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
 /// The greeting, as sent.
@@ -265,6 +269,65 @@ pub fn heard(read: std::io::Result<usize>, line: &str) -> Heard {
     }
 }
 
+/// Reads a greeted customer's order line from a blocking socket, at most
+/// [`MAX_LINE`] bytes and until `deadline` for the whole line, and makes
+/// sense of it with [`heard`]. The deadline is the caller's to set, as
+/// [`PATIENCE`] from `NEXT`:
+///
+/// ```no_run
+/// # use std::{io::Write, net::TcpStream, time::Instant};
+/// # use restaurant::wire::{self, Heard};
+/// # fn take(mut stream: TcpStream) -> std::io::Result<()> {
+/// stream.write_all(wire::NEXT.as_bytes())?;
+/// let deadline = Instant::now() + wire::PATIENCE;
+/// if let Heard::Order(ticket) = wire::read_order_line(&stream, deadline) {
+///     // ring it up
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// A socket's read timeout bounds one `read` and starts again with the
+/// next, so before each read it is set to what is left of the deadline.
+/// Once nothing is left, the reads still take what the kernel already
+/// holds, without waiting for more: a line received in time counts, even
+/// when the server gets round to it late. The socket is left blocking,
+/// with whatever read timeout the last read had.
+pub fn read_order_line(stream: &TcpStream, deadline: Instant) -> Heard {
+    let mut line = String::new();
+    // A buffer of the default size, not of MAX_LINE: one that stopped at
+    // MAX_LINE would leave the rest of an oversized line unread, and
+    // closing a socket with unread bytes sends a reset that can overtake
+    // the ERROR.
+    let read = BufReader::new(UntilDeadline { stream, deadline })
+        .take(MAX_LINE as u64)
+        .read_line(&mut line);
+    heard(read, &line)
+}
+
+/// A blocking socket read until a deadline: see [`read_order_line`].
+struct UntilDeadline<'s> {
+    stream: &'s TcpStream,
+    deadline: Instant,
+}
+
+impl Read for UntilDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut stream = self.stream;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Only what has arrived: a read that would wait fails with
+            // `WouldBlock`, which `heard` refuses as out of patience.
+            stream.set_nonblocking(true)?;
+            let read = stream.read(buf);
+            stream.set_nonblocking(false)?;
+            return read;
+        }
+        // Never zero here: `set_read_timeout` refuses a zero timeout.
+        stream.set_read_timeout(Some(left))?;
+        stream.read(buf)
+    }
+}
+
 fn parse_step(word: &str) -> Result<Step, WireError> {
     match word.split_at_checked(1) {
         Some(("c", n)) => match decimal(n) {
@@ -414,6 +477,64 @@ mod tests {
                 .to_string()
                 .contains("steps")
         );
+    }
+
+    /// A customer's end and the server's end of one loopback connection.
+    fn pair() -> (std::net::TcpStream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let customer =
+            std::net::TcpStream::connect(listener.local_addr().unwrap())
+                .unwrap();
+        (customer, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn a_deadline_bounds_the_whole_line_not_each_read() {
+        use std::io::Write as _;
+        let (mut customer, server) = pair();
+        let patience = Duration::from_millis(300);
+        let began = Instant::now();
+        let dripping = std::thread::spawn(move || {
+            // A byte every 100 ms: a read timeout of 300 ms, restarted by
+            // each, would wait for the whole line, 3.5 s.
+            for byte in b"ORDER 1 soup 0000000000000000 c1\n" {
+                if customer.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let heard = read_order_line(&server, began + patience);
+        let took = began.elapsed();
+        drop(server);
+        dripping.join().unwrap();
+        assert_eq!(heard, Heard::Refused("no order within 2 s of NEXT".into()));
+        // Wide: the bound is the deadline, not the 3.5 s of the drip.
+        assert!(took >= patience, "{took:?}");
+        assert!(took < patience * 4, "{took:?}");
+    }
+
+    #[test]
+    fn a_line_received_by_the_deadline_counts_even_read_after_it() {
+        use std::io::Write as _;
+        let (mut customer, server) = pair();
+        let line = "ORDER 1 soup 0000000000000000 c1\n";
+        customer.write_all(line.as_bytes()).unwrap();
+        // The deadline has passed before the server reads at all; the
+        // line is in the kernel, whole, and the read finds it there.
+        let deadline = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        match read_order_line(&server, deadline) {
+            Heard::Order(ticket) => assert_eq!(ticket.id(), 1),
+            other => panic!("{other:?}"),
+        }
+        // The socket is left blocking: a read with nothing to read waits
+        // out its timeout instead of failing at once.
+        let wait = Duration::from_millis(50);
+        server.set_read_timeout(Some(wait)).unwrap();
+        let began = Instant::now();
+        assert!((&server).read(&mut [0; 8]).is_err());
+        assert!(began.elapsed() >= wait / 2, "{:?}", began.elapsed());
     }
 
     #[test]

@@ -10,10 +10,11 @@
 //! cargo run --release -p restaurant --bin sequential
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::thread;
+use std::time::Instant;
 
 use crate::door::ACCEPT_BACKOFF;
 use crate::wire::{self, Heard, Ticket};
@@ -80,14 +81,13 @@ fn attend(mut stream: TcpStream, shift: &Shift) {
     // A customer who hangs up mid-way costs only their own order: write
     // errors are theirs, so they are ignored.
     let _ = (|| -> std::io::Result<()> {
-        // A silent customer would hold the only cashier for ever.
-        stream.set_read_timeout(Some(wire::PATIENCE))?;
         stream.write_all(wire::NEXT.as_bytes())?;
-        let mut line = String::new();
-        let read = BufReader::new(&stream)
-            .take(wire::MAX_LINE as u64)
-            .read_line(&mut line);
-        let mut ticket = match wire::heard(read, &line) {
+        // The customer has PATIENCE from NEXT to say the whole line,
+        // however slowly it comes: a deadline for the line, not for each
+        // read, so a silent or dripping customer holds the only person no
+        // longer.
+        let deadline = Instant::now() + wire::PATIENCE;
+        let mut ticket = match wire::read_order_line(&stream, deadline) {
             Heard::Order(ticket) => ticket,
             Heard::HungUp => return Ok(()),
             Heard::Refused(why) => {

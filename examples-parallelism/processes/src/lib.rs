@@ -59,13 +59,13 @@
 //! The worker role reads a few test hooks from its environment (see
 //! `src/hooks.rs`); a normal run sets none.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -227,14 +227,12 @@ fn cashier(listener: &TcpListener, rail: &Rail, crowding: u32, shift: &Shift) {
 /// listens to this customer alone until the line is said: a slow talker
 /// holds up everyone behind them. `None` when there is no order to cook.
 fn take_order(mut stream: TcpStream) -> Option<(Ticket, TcpStream)> {
-    // A silent customer would hold the only cashier for ever.
-    stream.set_read_timeout(Some(wire::PATIENCE)).ok()?;
     stream.write_all(wire::NEXT.as_bytes()).ok()?;
-    let mut line = String::new();
-    let read = BufReader::new(&stream)
-        .take(wire::MAX_LINE as u64)
-        .read_line(&mut line);
-    let mut ticket = match wire::heard(read, &line) {
+    // The customer has PATIENCE from NEXT to say the whole line, however
+    // slowly it comes: a deadline for the line, not for each read, so a
+    // silent or dripping customer holds the only cashier no longer.
+    let deadline = Instant::now() + wire::PATIENCE;
+    let mut ticket = match wire::read_order_line(&stream, deadline) {
         Heard::Order(ticket) => ticket,
         Heard::HungUp => return None,
         Heard::Refused(why) => {

@@ -41,11 +41,12 @@
 //! the till gets a sliver of a core and customers wait at the door.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -126,14 +127,12 @@ fn cashier(
 /// listens to this customer alone until the line is said: a slow talker
 /// holds up everyone behind them. `None` when there is no order to cook.
 fn take_order(mut stream: TcpStream) -> Option<(Ticket, TcpStream)> {
-    // A silent customer would hold the only cashier for ever.
-    stream.set_read_timeout(Some(wire::PATIENCE)).ok()?;
     stream.write_all(wire::NEXT.as_bytes()).ok()?;
-    let mut line = String::new();
-    let read = BufReader::new(&stream)
-        .take(wire::MAX_LINE as u64)
-        .read_line(&mut line);
-    let mut ticket = match wire::heard(read, &line) {
+    // The customer has PATIENCE from NEXT to say the whole line, however
+    // slowly it comes: a deadline for the line, not for each read, so a
+    // silent or dripping customer holds the only cashier no longer.
+    let deadline = Instant::now() + wire::PATIENCE;
+    let mut ticket = match wire::read_order_line(&stream, deadline) {
         Heard::Order(ticket) => ticket,
         Heard::HungUp => return None,
         Heard::Refused(why) => {

@@ -49,7 +49,7 @@
 //! talking customer holds a waiter: the staff is sized for the night in
 //! advance.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream,
 };
@@ -57,7 +57,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use restaurant::door::ACCEPT_BACKOFF;
 use restaurant::wire::{self, Heard, Ticket};
@@ -296,14 +296,12 @@ fn knock(mut door: SocketAddr) {
 /// listens to this customer alone until the line is said; the other
 /// waiters keep greeting. `None` when there is no order to cook.
 fn take_order(mut stream: TcpStream) -> Option<Order> {
-    // A silent customer would hold this waiter for ever.
-    stream.set_read_timeout(Some(wire::PATIENCE)).ok()?;
     stream.write_all(wire::NEXT.as_bytes()).ok()?;
-    let mut line = String::new();
-    let read = BufReader::new(&stream)
-        .take(wire::MAX_LINE as u64)
-        .read_line(&mut line);
-    let mut ticket = match wire::heard(read, &line) {
+    // The customer has PATIENCE from NEXT to say the whole line, however
+    // slowly it comes: a deadline for the line, not for each read, so a
+    // silent or dripping customer holds this waiter no longer.
+    let deadline = Instant::now() + wire::PATIENCE;
+    let mut ticket = match wire::read_order_line(&stream, deadline) {
         Heard::Order(ticket) => ticket,
         Heard::HungUp => return None,
         Heard::Refused(why) => {

@@ -389,8 +389,9 @@ fn compare(cli: &Cli) -> Result<ExitCode> {
     }
     if run::interrupted() {
         eprintln!(
-            "compare: interrupted: above are the {verified} runs verified \
-             before it; nothing was written to the book"
+            "compare: interrupted: above are the {} verified before it; \
+             nothing was written to the book",
+            restaurant::report::count(verified as u64, "run")
         );
         return Ok(ExitCode::from(130));
     }
@@ -704,7 +705,10 @@ fn chosen(workspace: &Workspace, names: &[String]) -> Result<Vec<Example>> {
     Ok(chosen)
 }
 
-/// Builds every chosen example in release, in one cargo invocation.
+/// Builds every chosen example in release, in one cargo invocation, and
+/// says so as it goes: a line for each example built and one every
+/// [`CRATES_PER_LINE`] crates compiled before them, so that a first build
+/// (minutes, on two cores) is never silent, into a terminal or a log.
 fn build(workspace: &Workspace, examples: &[Example]) -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -712,17 +716,61 @@ fn build(workspace: &Workspace, examples: &[Example]) -> Result<()> {
         "build",
         "--release",
         "--quiet",
+        // Artifacts as JSON on stdout; warnings and errors still reach
+        // stderr as cargo renders them.
+        "--message-format",
+        "json-render-diagnostics",
     ]);
     for example in examples {
         command.args(["-p", &example.package, "--bin", &example.bin]);
     }
-    eprintln!("building {} examples in release…", examples.len());
-    let status = command.status().context("cannot run cargo build")?;
+    command.stdout(std::process::Stdio::piped());
+    eprintln!(
+        "building {} in release…",
+        restaurant::report::count(examples.len() as u64, "example")
+    );
+    let mut child = command.spawn().context("cannot run cargo build")?;
+    let stdout = child.stdout.take().context("cargo's stdout")?;
+    let (mut compiled, mut built) = (0, 0);
+    for message in
+        cargo_metadata::Message::parse_stream(std::io::BufReader::new(stdout))
+    {
+        let Ok(cargo_metadata::Message::CompilerArtifact(artifact)) = message
+        else {
+            continue;
+        };
+        if artifact.fresh {
+            continue;
+        }
+        let example = examples.iter().find(|e| {
+            artifact.target.name == e.bin && artifact.target.is_bin()
+        });
+        match example {
+            Some(example) => {
+                built += 1;
+                eprintln!(
+                    "  built {} ({built} of {})",
+                    example.model,
+                    examples.len()
+                );
+            }
+            None => {
+                compiled += 1;
+                if compiled % CRATES_PER_LINE == 0 {
+                    eprintln!("  {compiled} crates compiled…");
+                }
+            }
+        }
+    }
+    let status = child.wait().context("cannot wait for cargo build")?;
     if !status.success() {
         bail!("cargo build failed ({status})");
     }
     Ok(())
 }
+
+/// How many crates a first build compiles between two progress lines.
+const CRATES_PER_LINE: usize = 25;
 
 /// The width the tables may take. A terminal's own width when stdout is
 /// one (`terminal`: asked of the terminal itself, since shells set

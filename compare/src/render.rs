@@ -34,11 +34,11 @@ impl Stage {
     /// The line above a preset's table.
     pub fn headline(&self) -> String {
         let mut line = format!(
-            "{}: {} orders, seed {}, {} cores, lower bound {}",
+            "{}: {}, seed {}, {}, lower bound {}",
             self.preset,
-            self.orders,
+            restaurant::report::count(self.orders as u64, "order"),
             self.seed,
-            self.cores,
+            restaurant::report::count(self.cores as u64, "core"),
             seconds(self.lower_bound.as_secs_f64())
         );
         if self.time_scale != 1.0 {
@@ -52,8 +52,8 @@ impl Stage {
     pub fn floor_line(&self) -> Option<String> {
         let floor = self.floor?;
         Some(format!(
-            "floor (the null restaurant): counter wait p99 {}, arrival lag \
-             p99 {}; customers late ‡ past an arrival lag p99 of {}",
+            "floor (the null restaurant): wait p99 {}, lag p99 {}; \
+             customers late ‡ past a lag p99 of {}",
             seconds(floor.counter_wait_p99_s),
             seconds(floor.arrival_lag_p99_s),
             seconds(floor.late_above()),
@@ -329,8 +329,11 @@ pub fn table(
 /// of notes, and how the figures were taken; none wider than 100.
 pub fn legend(wide: bool, repeats: u32) -> Vec<String> {
     let mut lines = vec![
-        "eff. = the stage's lower bound ÷ makespan · wait: door → NEXT · \
-         latency: door → PLATE"
+        "eff. = the stage's lower bound ÷ makespan · wait: counter wait, \
+         walking in → NEXT (the greeting)"
+            .to_owned(),
+        "latency: walking in → PLATE (the order served) · kitchen: ORDER \
+         sent → PLATE"
             .to_owned(),
         "lag: customers' arrival lag · ‡ customers late: left out of \
          verdicts · threads: alive, sampled"
@@ -463,7 +466,7 @@ pub fn verdict(stage: &Stage, rows: &[Row]) -> Vec<String> {
         floor_lag,
     );
     lead(
-        "shortest counter wait p99",
+        "shortest wait p99",
         &|r| r.counter_wait.map(|p| p.p99),
         &|f| f.counter_wait_p99,
         floor_wait,
@@ -502,79 +505,123 @@ fn won_every_round(
 }
 
 /// The book's two tables for a stage: time (what customers saw) and
-/// cost (what it took), split so that each fits the page.
+/// cost (what it took), split so that each fits the book's column. Names
+/// are short (the full one in a tooltip), figures never break inside, and
+/// a spread says its unit once (`crate::book` has the forms).
 pub fn markdown(stage: &Stage, rows: &[Row], limit: Duration) -> String {
+    use crate::book::{figure, maybe, model_label, span, unbroken};
     let mut md = String::new();
-    let dnf = format!("DNF (> {})", seconds(limit.as_secs_f64()));
-    let ended = |row: &Row| match &row.outcome {
-        Outcome::Ok(_) => None,
-        Outcome::Dnf => Some(dnf.clone()),
-        Outcome::Failed(_) => Some("FAILED".to_owned()),
-        Outcome::Skipped(why) => Some(format!("skipped: {why}")),
-    };
     let model = |row: &Row| {
-        let mut mark = if row.note.is_some() { " †" } else { "" }.to_owned();
-        if row.late(stage) {
-            mark.push_str(" *(customers late)*");
+        let mut label = model_label(&row.model);
+        if let Some(w) = waiters_of(row) {
+            let _ = write!(label, " ×{w}");
         }
-        let waiters = waiters_of(row)
-            .map_or(String::new(), |w| format!(" ({w} waiters)"));
-        format!("`{}`{waiters}{mark}", row.model)
+        if row.note.is_some() {
+            label.push_str(" †");
+        }
+        if row.late(stage) {
+            label.push_str(" ‡");
+        }
+        label
     };
-    md.push_str(
-        "| model | cooks | makespan (min–max) | efficiency | counter wait \
-         p50 | p99 | latency p99 | arrival lag p99 |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    // The min–max columns only where some row has rounds to spread.
+    let spread =
+        |row: &Row, of: fn(&crate::measure::Spread) -> Option<Range>| match row
+            .spread
+            .as_ref()
+            .and_then(of)
+        {
+            Some(Range(lo, hi)) if row.repeats > 1 => span(lo, hi),
+            _ => String::new(),
+        };
+    let ranges = rows.iter().any(|r| r.repeats > 1 && r.spread.is_some());
+    let (head, rule) = if ranges {
+        (" makespan | min–max |", "---:|---:|")
+    } else {
+        (" makespan |", "---:|")
+    };
+    let _ = write!(
+        md,
+        "| model | cooks |{head} efficiency | counter wait p50 | p99 | \
+         latency p99 | arrival lag p99 |\n|---|---:|{rule}---:|---:|---:|\
+         ---:|---:|\n",
     );
+    let blanks = if ranges { 6 } else { 5 };
     for row in rows {
-        let cells = match (&row.outcome, ended(row)) {
-            (Outcome::Ok(r), _) => {
-                let spread = match row.spread {
-                    Some(s) if row.repeats > 1 => format!(
-                        " ({}–{})",
-                        seconds(s.makespan_s.0),
-                        seconds(s.makespan_s.1)
-                    ),
-                    _ => String::new(),
-                };
-                format!(
-                    "{}{spread} | {} | {} | {} | {} | {}",
-                    seconds(r.makespan_s),
+        let cells = match &row.outcome {
+            Outcome::Ok(r) => {
+                let mut cells = figure(r.makespan_s);
+                if ranges {
+                    let _ = write!(
+                        cells,
+                        " | {}",
+                        spread(row, |s| Some(s.makespan_s))
+                    );
+                }
+                let _ = write!(
+                    cells,
+                    " | {} | {} | {} | {} | {}",
                     percent(row.efficiency(stage)),
-                    pct(r.counter_wait, |p| p.p50),
-                    pct(r.counter_wait, |p| p.p99),
-                    pct(r.order_latency, |p| p.p99),
-                    pct(r.arrival_lag, |p| p.p99),
-                )
+                    maybe(r.counter_wait.map(|p| p.p50)),
+                    maybe(r.counter_wait.map(|p| p.p99)),
+                    maybe(r.order_latency.map(|p| p.p99)),
+                    maybe(r.arrival_lag.map(|p| p.p99)),
+                );
+                cells
             }
-            (_, Some(text)) => format!("{text} | | | | |"),
-            (_, None) => unreachable!("a row that is not Ok has ended"),
+            // What a run with no figures came to, the reason (a failure's
+            // or a skip's) listed under the table, where it has room.
+            other => {
+                let what = match other {
+                    Outcome::Dnf => format!(
+                        "DNF {}",
+                        unbroken(&format!(
+                            "(> {})",
+                            seconds(limit.as_secs_f64())
+                        ))
+                    ),
+                    Outcome::Failed(_) => "FAILED".to_owned(),
+                    _ => "skipped".to_owned(),
+                };
+                format!("{what}{}", " |".repeat(blanks))
+            }
         };
         let _ =
             writeln!(md, "| {} | {} | {cells} |", model(row), cooks_cell(row));
     }
-    md.push_str(
-        "\n| model | cooks | threads alive (sampled) | peak PSS | CPU \
-         (min–max) |\n|---|---:|---:|---:|---:|\n",
+    let (head, rule) = if ranges {
+        (" CPU | min–max |", "---:|---:|")
+    } else {
+        (" CPU |", "---:|")
+    };
+    let _ = write!(
+        md,
+        "\n| model | cooks | threads (sampled) | peak PSS |{head}\n\
+         |---|---:|---:|---:|{rule}\n",
     );
     for row in rows {
         let Outcome::Ok(r) = &row.outcome else {
             continue;
         };
-        let cpu = r.cpu_s.map_or_else(na, seconds);
-        let spread = match row.spread.and_then(|s| s.cpu_s) {
-            Some(Range(lo, hi)) if row.repeats > 1 => {
-                format!(" ({}–{})", seconds(lo), seconds(hi))
-            }
-            _ => String::new(),
-        };
+        let mut cpu = maybe(r.cpu_s);
+        if ranges {
+            let _ = write!(cpu, " | {}", spread(row, |s| s.cpu_s));
+        }
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {cpu}{spread} |",
+            "| {} | {} | {} | {} | {cpu} |",
             model(row),
             cooks_cell(row),
             r.peak_threads.map_or_else(na, |n| n.to_string()),
-            r.peak_pss_bytes.map_or_else(na, mebibytes),
+            r.peak_pss_bytes
+                .map_or_else(na, |b| unbroken(&mebibytes(b))),
+        );
+    }
+    if rows.iter().any(|row| row.late(stage)) {
+        md.push_str(
+            "\n‡ customers late: their arrival lag p99 passed twice the \
+             floor's plus 1 ms, so the row measures the customers too and is \
+             left out of the verdict.\n",
         );
     }
     md
@@ -798,7 +845,8 @@ mod tests {
             .to_string();
         assert!(text.contains("tokio ‡"), "{text}");
         let md = markdown(&stage, &rows, Duration::from_secs(10));
-        assert!(md.contains("*(customers late)*"), "{md}");
+        assert!(md.contains("`tokio`</abbr> ‡"), "{md}");
+        assert!(md.contains("‡ customers late"), "{md}");
     }
 
     #[test]

@@ -302,6 +302,16 @@ pub fn seconds(s: f64) -> String {
     }
 }
 
+/// `n` and `noun`, plural but for one: "1 order", "5,000 orders" (no
+/// separators: "5000 orders").
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Bytes, in MiB.
 pub fn mebibytes(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -312,13 +322,12 @@ impl fmt::Display for Report {
         let na = || "n/a".to_owned();
         write!(
             f,
-            "{}: {} orders of {}, seed {}, {} cook{}",
+            "{}: {} of {}, seed {}, {}",
             self.model,
-            self.orders,
+            count(self.orders, "order"),
             self.preset,
             self.seed,
-            self.cooks,
-            if self.cooks == 1 { "" } else { "s" },
+            count(self.cooks, "cook"),
         )?;
         if let Some(waiters) = self.waiters {
             write!(
@@ -393,9 +402,9 @@ impl fmt::Display for Report {
         if self.held_at_cap > 0 {
             writeln!(
                 f,
-                "  schedule       not kept: {} customers waited for one of \
-                 {} connections",
-                self.held_at_cap, self.connection_cap
+                "  schedule       not kept: {} waited for one of {}",
+                count(self.held_at_cap, "customer"),
+                count(self.connection_cap, "connection")
             )?;
         } else if late > SCHEDULE_SLACK {
             writeln!(

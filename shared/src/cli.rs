@@ -788,8 +788,8 @@ fn listen(
         Box::new(move || {
             Clock::start().install();
             eprintln!(
-                "{name}: listening on {door} with {cooks} cooks; Ctrl-C to \
-                 close"
+                "{name}: listening on {door} with {}; Ctrl-C to close",
+                crate::report::count(cooks as u64, "cook")
             );
         }),
         Box::new(move |fault| {
@@ -808,8 +808,8 @@ fn listen(
     drained();
     served?;
     eprintln!(
-        "{name}: closed after serving {} plates",
-        crate::plate::served()
+        "{name}: closed after serving {}",
+        crate::report::count(crate::plate::served(), "plate")
     );
     if let Some(path) = &run.args.trace {
         write_timeline(model.name, &format!("{name} at {door}"), path)?;
@@ -1070,8 +1070,8 @@ fn night(model: &Model, run: &Run) -> Result<ExitCode, BoxError> {
     report.peak_threads = cost.peak_threads;
     if let Some(path) = &run.args.trace {
         let title = format!(
-            "{name}: {} orders of {}, seed {}{}",
-            report.orders,
+            "{name}: {} of {}, seed {}{}",
+            crate::report::count(report.orders, "order"),
             report.preset,
             report.seed,
             if report.time_scale == 1.0 {

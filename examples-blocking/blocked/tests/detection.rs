@@ -8,10 +8,14 @@
 //! which is true (they block the loop as well, briefly) but would not
 //! single out the disaster. So this test asks a sharper question: are
 //! there polls *as long as a cake*? Its threshold is half the workload's
-//! longest chop as measured on this machine in this run: no ordinary poll
-//! comes near it, a cake's chop inline always crosses it, and a fix's
-//! polls, which only hand a chop over, could cross it only if the OS
-//! stopped the loop's thread for that long.
+//! longest chop, its CPU time as measured on this machine in this run: no
+//! ordinary poll comes near it, and a cake's chop inline always crosses
+//! it, as no load can make a chop take less than its CPU time on the
+//! wall. A fix's polls, which only hand a chop over, could cross it only
+//! if the OS stopped the loop's thread for that long in the middle of
+//! one; a loaded machine stops threads for a hundred milliseconds now
+//! and then, so the fix is given up to three nights to show a clean one,
+//! and a fix that chopped inline would fail all three.
 
 mod common;
 
@@ -22,7 +26,10 @@ use std::time::Duration;
 use restaurant::{BoxError, Model, Preset, Shift, Step, Workload};
 use tokio_metrics::{TaskMetrics, TaskMonitor};
 
-use common::{largest_counter_wait, longest_chop, night_at};
+use common::{cake_kitchen_time, largest_counter_wait, longest_chop, night_at};
+
+/// Nights the fix has to show no slow poll at all.
+const FIX_NIGHTS: usize = 3;
 
 /// The monitor the next server's cooks are instrumented with. A model's
 /// `serve` is a plain function, with no room for one: its watched twin
@@ -79,8 +86,9 @@ fn watched(
     );
     // ANCHOR_END: detect
     eprintln!(
-        "    largest counter wait {:.1?}",
-        largest_counter_wait(&night)
+        "    largest counter wait {:.1?}, the cake {:.1?} in the kitchen",
+        largest_counter_wait(&night),
+        cake_kitchen_time(workload, &night)
     );
     metrics
 }
@@ -114,16 +122,6 @@ fn slow_polls_give_the_blocked_loop_away_and_clear_the_fix() {
         &workload,
         threshold,
     );
-    eprint!("blocking-spawn-blocking: ");
-    let fixed = watched(
-        Model {
-            serve: spawn_blocking_watched,
-            ..blocking_spawn_blocking::MODEL
-        },
-        &workload,
-        threshold,
-    );
-
     // Blocked: each of those chops was one poll of its cook, at least half
     // as long as the longest chop.
     assert!(
@@ -131,11 +129,29 @@ fn slow_polls_give_the_blocked_loop_away_and_clear_the_fix() {
         "blocked: {} polls over {threshold:.1?}, expected at least {sure}",
         blocked.total_slow_poll_count
     );
-    // The fix: its cooks only hand chops over; no poll comes near a cake.
-    assert_eq!(
-        fixed.total_slow_poll_count,
-        0,
-        "spawn-blocking: polls over {threshold:?} ({:.1?} on average)",
-        fixed.mean_slow_poll_duration()
+    // The fix: its cooks only hand chops over; no poll comes near a cake,
+    // in one night of three at worst.
+    let mut nights = Vec::new();
+    for _ in 0..FIX_NIGHTS {
+        eprint!("blocking-spawn-blocking: ");
+        let fixed = watched(
+            Model {
+                serve: spawn_blocking_watched,
+                ..blocking_spawn_blocking::MODEL
+            },
+            &workload,
+            threshold,
+        );
+        if fixed.total_slow_poll_count == 0 {
+            return;
+        }
+        nights.push((
+            fixed.total_slow_poll_count,
+            fixed.mean_slow_poll_duration(),
+        ));
+    }
+    panic!(
+        "spawn-blocking: polls over {threshold:.1?} in each of \
+         {FIX_NIGHTS} nights (count, mean duration): {nights:.1?}"
     );
 }

@@ -9,22 +9,49 @@
 //!
 //! ```text
 //! cargo run -p parallelism-rayon --example rayon-pattern
+//! cargo run -p parallelism-rayon --example rayon-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs `rayon = "1"` and `socket2 = "0.6"` (for the listen backlog).
+//!
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0. A
+//! request line must come whole within `PATIENCE`; a read waiting for one
+//! wakes every `TICK` to look at the stop flag, so at stop a connection
+//! still waiting for its request is closed at once, and every job already
+//! read is answered.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
+//! rayon = "1"
+//! socket2 = "0.6" # for the listen backlog
+//! ```
 
 use std::error::Error;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::panic;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold the thread reading it for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+/// How often a read waiting on a quiet client looks at the stop flag: a
+/// blocking read waits on its socket alone, so it wakes to look.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Binds with a listen backlog sized for bursts: std's `bind` asks for
 /// 128, and a burst beyond that waits a second per dropped SYN.
@@ -70,16 +97,11 @@ fn serve(listener: TcpListener, pool: &ThreadPool, stop: &AtomicBool) {
                     continue;
                 }
             };
-            // A silent client must not hold the only acceptor for ever.
-            let mut line = String::new();
-            let read = stream
-                .set_read_timeout(Some(Duration::from_secs(2)))
-                .and_then(|()| {
-                    BufReader::new(&stream).take(1024).read_line(&mut line)
-                });
-            if read.is_err() {
+            // A slow client must not hold the only acceptor for long,
+            // nor a quiet one past the stop.
+            let Some(line) = read_line(&mut stream, stop) else {
                 continue;
-            }
+            };
             scope.spawn_fifo(move |_| {
                 let reply =
                     match line.trim().strip_prefix("JOB ").map(str::parse) {
@@ -97,6 +119,44 @@ fn serve(listener: TcpListener, pool: &ThreadPool, stop: &AtomicBool) {
             });
         }
     });
+}
+
+/// Reads one request line (at most 1 KiB) within `PATIENCE`: `None` if
+/// the client is too slow, hangs up or sends no UTF-8, or if `stop` is
+/// raised meanwhile. Each read's timeout is what is left of the patience,
+/// at most a `TICK`.
+fn read_line(stream: &mut TcpStream, stop: &AtomicBool) -> Option<String> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut line = Vec::new();
+    let mut chunk = [0; 256];
+    while !line.contains(&b'\n') && line.len() < 1024 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None; // (and a zero timeout means none to the OS)
+        }
+        stream.set_read_timeout(Some(left.min(TICK))).ok()?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            // Looked at only when nothing came: a request already in is
+            // read whatever the flag says.
+            Err(e) if is_timeout(&e) => {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(line).ok()
+}
+
+/// A read timeout: `WouldBlock` on Unix, `TimedOut` on Windows.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
 }
 
 /// A client: sends one job, returns the answer.
@@ -124,7 +184,9 @@ fn check(answers: Vec<(u64, std::io::Result<String>)>) -> Result<(), String> {
     Ok(())
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: the server on a thread of its own, a hundred clients, every
+/// answer checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
     let stop = AtomicBool::new(false);
@@ -148,7 +210,7 @@ fn main() -> Result<(), BoxError> {
                     // Stop whatever the answers were, or `accept` would
                     // block for ever and the scope with it.
                     stop.store(true, Ordering::Release);
-                    let _ = TcpStream::connect(addr); // the knock
+                    knock(addr);
                     server.join().expect("the acceptor panicked");
                     check(answers)
                 })
@@ -157,4 +219,67 @@ fn main() -> Result<(), BoxError> {
     checked?;
     println!("100 jobs answered, the panicking one with an error");
     Ok(())
+}
+
+/// The server on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let listener = bind(addr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(listener.local_addr()?, &stop)?;
+    let cores = thread::available_parallelism().map_or(2, |n| n.get());
+    ThreadPoolBuilder::new().num_threads(cores).build_scoped(
+        |worker| worker.run(),
+        |pool| serve(listener, pool, &stop),
+    )?;
+    Ok(())
+}
+
+/// Connects and hangs up, so that a thread blocked in `accept` returns.
+fn knock(mut door: SocketAddr) {
+    // Listening on every interface (0.0.0.0, ::)? Knock on this machine's.
+    if door.ip().is_unspecified() {
+        door.set_ip(match door {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&door, Duration::from_secs(1));
+}
+
+/// At Ctrl-C or SIGTERM, raises `stop` and knocks; then says where it
+/// listens (flushed: whoever started us may be waiting for it on a pipe).
+fn stop_on_signal(
+    door: SocketAddr,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), BoxError> {
+    let stop = Arc::clone(stop);
+    // ctrlc runs this on a thread of its own, at every signal.
+    ctrlc::set_handler(move || {
+        stop.store(true, Ordering::SeqCst);
+        knock(door);
+    })?;
+    println!("listening on {door}");
+    io::stdout().flush()?;
+    Ok(())
+}
+
+/// No arguments: the demo. `--listen ADDR`: the server. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: rayon-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

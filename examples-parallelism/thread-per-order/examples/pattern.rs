@@ -8,26 +8,51 @@
 //! raise a flag, knock so that `accept` returns, join every thread left.
 //!
 //! ```text
-//! cargo run -p parallelism-thread-per-order --example thread-per-order-pattern
+//! cargo run -p parallelism-thread-per-order \
+//!     --example thread-per-order-pattern
+//! cargo run -p parallelism-thread-per-order \
+//!     --example thread-per-order-pattern -- --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs only the standard library and `socket2 = "0.6"` (for the
-//! listen backlog).
+//!
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0. A
+//! request line must come whole within `PATIENCE`; a read waiting for one
+//! wakes every `TICK` to look at the stop flag, so at stop a connection
+//! still waiting for its request is closed at once, and every job already
+//! read is answered.
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
+//! socket2 = "0.6" # for the listen backlog
+//! ```
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold the thread reading it for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+/// How often a read waiting on a quiet client looks at the stop flag: a
+/// blocking read waits on its socket alone, so it wakes to look.
+const TICK: Duration = Duration::from_millis(100);
 
 /// The most job threads alive at once: beyond it, clients wait to be
 /// accepted instead of the OS running out of threads.
@@ -164,7 +189,7 @@ fn accept(
         }
         match stream {
             Ok(stream) => {
-                if let Some((n, stream)) = read_job(stream) {
+                if let Some((n, stream)) = read_job(stream, stop) {
                     crew.start(n, stream)?;
                 }
             }
@@ -179,14 +204,13 @@ fn accept(
 }
 
 /// Reads `JOB <n>` from one connection, on the accepting thread: a slow
-/// client holds up the next, so its patience is bounded.
-fn read_job(mut stream: TcpStream) -> Option<(u64, TcpStream)> {
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .take(1024)
-        .read_line(&mut line)
-        .ok()?;
+/// client holds up the next, so its patience is bounded, and a quiet one
+/// is let go at stop.
+fn read_job(
+    mut stream: TcpStream,
+    stop: &AtomicBool,
+) -> Option<(u64, TcpStream)> {
+    let line = read_line(&mut stream, stop)?;
     match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => Some((n, stream)),
         _ => {
@@ -194,6 +218,44 @@ fn read_job(mut stream: TcpStream) -> Option<(u64, TcpStream)> {
             None
         }
     }
+}
+
+/// Reads one request line (at most 1 KiB) within `PATIENCE`: `None` if
+/// the client is too slow, hangs up or sends no UTF-8, or if `stop` is
+/// raised meanwhile. Each read's timeout is what is left of the patience,
+/// at most a `TICK`.
+fn read_line(stream: &mut TcpStream, stop: &AtomicBool) -> Option<String> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut line = Vec::new();
+    let mut chunk = [0; 256];
+    while !line.contains(&b'\n') && line.len() < 1024 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None; // (and a zero timeout means none to the OS)
+        }
+        stream.set_read_timeout(Some(left.min(TICK))).ok()?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            // Looked at only when nothing came: a request already in is
+            // read whatever the flag says.
+            Err(e) if is_timeout(&e) => {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(line).ok()
+}
+
+/// A read timeout: `WouldBlock` on Unix, `TimedOut` on Windows.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
 }
 
 /// A client: sends one job, returns the answer.
@@ -205,7 +267,9 @@ fn ask(addr: SocketAddr, n: u64) -> Result<String, BoxError> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: the server on a thread of its own, a hundred clients, every
+/// answer checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -230,8 +294,66 @@ fn main() -> Result<(), BoxError> {
     // Stop: raise the flag, then knock so that `accept` returns and sees
     // it. (Were the knock refused, the server would be gone already.)
     stop.store(true, Ordering::SeqCst);
-    let _ = TcpStream::connect(addr);
+    knock(addr);
     server.join().map_err(|_| "the server panicked")??;
     println!("100 jobs answered, the panicking one with an error");
     Ok(())
+}
+
+/// The server on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let listener = bind(addr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(listener.local_addr()?, &stop)?;
+    serve(listener, &stop)
+}
+
+/// Connects and hangs up, so that a thread blocked in `accept` returns.
+fn knock(mut door: SocketAddr) {
+    // Listening on every interface (0.0.0.0, ::)? Knock on this machine's.
+    if door.ip().is_unspecified() {
+        door.set_ip(match door {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&door, Duration::from_secs(1));
+}
+
+/// At Ctrl-C or SIGTERM, raises `stop` and knocks; then says where it
+/// listens (flushed: whoever started us may be waiting for it on a pipe).
+fn stop_on_signal(
+    door: SocketAddr,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), BoxError> {
+    let stop = Arc::clone(stop);
+    // ctrlc runs this on a thread of its own, at every signal.
+    ctrlc::set_handler(move || {
+        stop.store(true, Ordering::SeqCst);
+        knock(door);
+    })?;
+    println!("listening on {door}");
+    io::stdout().flush()?;
+    Ok(())
+}
+
+/// No arguments: the demo. `--listen ADDR`: the server. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: thread-per-order-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

@@ -12,23 +12,48 @@
 //!
 //! ```text
 //! cargo run -p parallelism-waiters --example waiters-pattern
+//! cargo run -p parallelism-waiters --example waiters-pattern -- \
+//!     --listen 127.0.0.1:7000
 //! ```
 //!
-//! It needs only the standard library. (std's `bind` asks the kernel for
-//! a listen backlog of 128; for bursts beyond that, bind with `socket2` and
-//! a bigger backlog, as `parallelism-thread-pool`'s pattern does.)
+//! Without arguments it runs a demo that checks its own answers; with
+//! `--listen ADDR` it serves until Ctrl-C or SIGTERM, then exits 0. A
+//! request line must come whole within `PATIENCE`; a read waiting for one
+//! wakes every `TICK` to look at the stop flag, so at stop a connection
+//! still waiting for its request is closed at once, and every job already
+//! read is answered.
+//!
+//! (std's `bind` asks the kernel for a listen backlog of 128; for bursts
+//! beyond that, bind with `socket2` and a bigger backlog, as
+//! `parallelism-thread-pool`'s pattern does.)
+//!
+//! Its dependencies, all of them:
+//!
+//! ```toml
+//! [dependencies]
+//! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
+//! ```
 
 use std::error::Error;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// How long a client may take to send its whole request line. One
+/// deadline for the line, not one per read: a client dripping a byte a
+/// second would otherwise hold the thread reading it for ever.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+/// How often a read waiting on a quiet client looks at the stop flag: a
+/// blocking read waits on its socket alone, so it wakes to look.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Stands in for your CPU work.
 fn compute(input: u64) -> u64 {
@@ -115,7 +140,7 @@ fn accept(listener: &TcpListener, queue: &Sender<Work>, stop: &AtomicBool) {
         match listener.accept() {
             Ok(_) if stop.load(Ordering::SeqCst) => break,
             Ok((stream, _)) => {
-                if let Some(work) = read_job(stream)
+                if let Some(work) = read_job(stream, stop)
                     // Fails only if every worker is gone.
                     && queue.send(work).is_err()
                 {
@@ -138,20 +163,22 @@ fn accept(listener: &TcpListener, queue: &Sender<Work>, stop: &AtomicBool) {
 }
 
 /// Connects and hangs up, so that one thread blocked in `accept` returns.
-/// (Listening on 0.0.0.0? Knock on 127.0.0.1 instead.)
-fn knock(door: SocketAddr) {
+fn knock(mut door: SocketAddr) {
+    // Listening on every interface (0.0.0.0, ::)? Knock on this machine's.
+    if door.ip().is_unspecified() {
+        door.set_ip(match door {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
     let _ = TcpStream::connect_timeout(&door, Duration::from_secs(1));
 }
 
 /// Reads `JOB <n>` from one connection, on its acceptor: a slow client
-/// holds up this acceptor only, and its patience is bounded.
-fn read_job(mut stream: TcpStream) -> Option<Work> {
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .take(1024)
-        .read_line(&mut line)
-        .ok()?;
+/// holds up this acceptor only, its patience is bounded, and a quiet one
+/// is let go at stop.
+fn read_job(mut stream: TcpStream, stop: &AtomicBool) -> Option<Work> {
+    let line = read_line(&mut stream, stop)?;
     match line.trim().strip_prefix("JOB ").map(str::parse) {
         Some(Ok(n)) => Some((n, stream)),
         _ => {
@@ -159,6 +186,44 @@ fn read_job(mut stream: TcpStream) -> Option<Work> {
             None
         }
     }
+}
+
+/// Reads one request line (at most 1 KiB) within `PATIENCE`: `None` if
+/// the client is too slow, hangs up or sends no UTF-8, or if `stop` is
+/// raised meanwhile. Each read's timeout is what is left of the patience,
+/// at most a `TICK`.
+fn read_line(stream: &mut TcpStream, stop: &AtomicBool) -> Option<String> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut line = Vec::new();
+    let mut chunk = [0; 256];
+    while !line.contains(&b'\n') && line.len() < 1024 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None; // (and a zero timeout means none to the OS)
+        }
+        stream.set_read_timeout(Some(left.min(TICK))).ok()?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            // Looked at only when nothing came: a request already in is
+            // read whatever the flag says.
+            Err(e) if is_timeout(&e) => {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(line).ok()
+}
+
+/// A read timeout: `WouldBlock` on Unix, `TimedOut` on Windows.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
 }
 
 /// A worker: takes jobs until the queue is closed and empty, and answers
@@ -193,7 +258,9 @@ fn ask(addr: SocketAddr, n: u64, pause: Duration) -> Result<String, BoxError> {
     Ok(answer)
 }
 
-fn main() -> Result<(), BoxError> {
+/// The demo: the server on a thread of its own, a hundred clients, every
+/// answer checked, then the stop.
+fn demo() -> Result<(), BoxError> {
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
     let workers = thread::available_parallelism().map_or(2, |n| n.get());
@@ -232,4 +299,51 @@ fn main() -> Result<(), BoxError> {
          the panicking one with an error"
     );
     Ok(())
+}
+
+/// The server on `addr` until Ctrl-C or SIGTERM; then it finishes every
+/// job it took and returns.
+fn listen(addr: SocketAddr) -> Result<(), BoxError> {
+    let listener = TcpListener::bind(addr)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(listener.local_addr()?, &stop)?;
+    let workers = thread::available_parallelism().map_or(2, |n| n.get());
+    serve(listener, 4, workers, &stop)
+}
+
+/// At Ctrl-C or SIGTERM, raises `stop` and knocks; then says where it
+/// listens (flushed: whoever started us may be waiting for it on a pipe).
+fn stop_on_signal(
+    door: SocketAddr,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), BoxError> {
+    let stop = Arc::clone(stop);
+    // ctrlc runs this on a thread of its own, at every signal.
+    ctrlc::set_handler(move || {
+        stop.store(true, Ordering::SeqCst);
+        knock(door);
+    })?;
+    println!("listening on {door}");
+    io::stdout().flush()?;
+    Ok(())
+}
+
+/// No arguments: the demo. `--listen ADDR`: the server. Anything else: a
+/// usage line and exit 2.
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => demo(),
+        [flag, addr] if flag == "--listen" => match addr.parse() {
+            Ok(addr) => listen(addr),
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Says how to call it, and exits 2, as a command line does.
+fn usage() -> ! {
+    eprintln!("usage: waiters-pattern [--listen ADDR]");
+    std::process::exit(2)
 }

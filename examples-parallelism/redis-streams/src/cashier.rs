@@ -5,7 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -109,18 +109,12 @@ pub(crate) fn cashier(
 /// `None` when there is no order to cook.
 fn take_order(mut stream: TcpStream) -> Option<(Ticket, TcpStream)> {
     stream.write_all(wire::NEXT.as_bytes()).ok()?;
-    // A deadline for the whole line, not a time-out per read: a customer
-    // dripping a byte a second would restart a read time-out for ever,
-    // and hold the only cashier as long as a silent one would.
-    let until = Instant::now() + wire::PATIENCE;
-    let mut line = String::new();
-    let read = BufReader::new(Deadline {
-        stream: &stream,
-        until,
-    })
-    .take(wire::MAX_LINE as u64)
-    .read_line(&mut line);
-    let mut ticket = match wire::heard(read, &line) {
+    // A deadline for the whole line, not a time-out per read (which
+    // `read_order_line` shrinks before each read): a customer dripping a
+    // byte a second would restart a read time-out for ever, and hold the
+    // only cashier as long as it dripped.
+    let deadline = Instant::now() + wire::PATIENCE;
+    let mut ticket = match wire::read_order_line(&stream, deadline) {
         Heard::Order(ticket) => ticket,
         Heard::HungUp => return None,
         Heard::Refused(why) => {
@@ -131,24 +125,6 @@ fn take_order(mut stream: TcpStream) -> Option<(Ticket, TcpStream)> {
     };
     stream.write_all(ticket.ring_up().as_bytes()).ok()?;
     Some((ticket, stream))
-}
-
-/// Reads `stream` until `until`: each read waits only what is left.
-struct Deadline<'a> {
-    stream: &'a TcpStream,
-    until: Instant,
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        // A zero time-out would mean "none" to the socket.
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
-    }
 }
 // ANCHOR_END: cashier
 

@@ -23,21 +23,28 @@
 //!     -- --listen 127.0.0.1:7000
 //! ```
 //!
-//! Both start a redis-server of their own (persistence off, on a free
-//! loopback port, killed on the way out) and two workers. Without
-//! arguments it runs a demo: a hundred clients, and the worker handed
-//! job 13 dies the first time, so that job is redelivered; it checks that
-//! every answer is right (without `redis-server` on the PATH, it says so
-//! and exits 0). With `--listen ADDR` it serves until Ctrl-C or SIGTERM,
-//! then exits 0. Jobs longer than the claim time need a heartbeat that
-//! keeps them claimed while they run: see the crate's `heartbeat`.
+//! Both start a redis-server of their own (`redis-server` must be on the
+//! PATH; persistence off, on a free loopback port, killed on the way out)
+//! and two workers. Without arguments it runs a demo: a hundred clients,
+//! and the worker handed job 13 dies the first time, so that job is
+//! redelivered; it checks that every answer is right (without
+//! `redis-server`, it says so and exits 0). With `--listen ADDR` it
+//! serves until Ctrl-C or SIGTERM, then exits 0. A server killed outright
+//! (`kill -9`) leaves its redis-server running: the crate ties it to its
+//! parent with a parent-death signal, which std alone cannot. Jobs longer
+//! than the claim time need a heartbeat that keeps them claimed while
+//! they run: see the crate's `heartbeat`.
 //!
-//! Its dependencies, all of them (and `redis-server` on the PATH):
+//! Its dependencies, all of them:
 //!
 //! ```toml
 //! [dependencies]
 //! ctrlc = { version = "3.5", features = ["termination"] } # SIGTERM too
-//! redis = { version = "1.8", default-features = false, features = ["streams"] }
+//!
+//! [dependencies.redis]
+//! version = "1.8"
+//! default-features = false
+//! features = ["streams"]
 //! ```
 
 use std::collections::HashMap;

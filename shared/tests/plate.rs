@@ -1,7 +1,7 @@
 //! Tickets and plates: the order line read back, slicing a chop, handing
 //! the work and the clock to another process.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use restaurant::wire::{self, Ticket};
 use restaurant::{Clock, Plate, Preset, Step, Work, Workload, expected_digest};
@@ -92,13 +92,26 @@ fn tickets_and_plates_survive_a_trip_through_json() {
 
 #[test]
 fn a_clock_handed_over_by_wall_time_roughly_agrees() {
-    let clock = Clock::start();
-    std::thread::sleep(Duration::from_millis(5));
-    let copy = Clock::from_wall(clock.to_wall());
-    let (a, b) = (clock.now(), copy.now());
-    let skew = a.abs_diff(b);
-    // Generous: each side reads its Instant and the machine's shared clock
-    // one after the other, not at the same instant.
-    assert!(skew < Duration::from_millis(2), "skew {skew:?}");
-    assert!(b >= Duration::from_millis(4), "the copy kept the opening");
+    // The two openings are compared as instants, not by reading both
+    // clocks' `now()` one after the other: a thread stopped between two
+    // reads (a loaded machine stops threads for milliseconds) would count
+    // as skew. What remains is each side's pair of reads, its `Instant`
+    // and the machine's clock, well under a microsecond unless the thread
+    // is stopped between them; so the best of five handovers counts, and
+    // 2 ms is still generous.
+    let skew = |a: Instant, b: Instant| {
+        a.saturating_duration_since(b)
+            .max(b.saturating_duration_since(a))
+    };
+    let mut tries = Vec::new();
+    for _ in 0..5 {
+        let clock = Clock::start();
+        std::thread::sleep(Duration::from_millis(5));
+        let copy = Clock::from_wall(clock.to_wall());
+        // Made 5 ms later, the copy still counts from the opening.
+        assert!(copy.now() >= Duration::from_millis(4), "a new opening");
+        tries.push(skew(clock.at(Duration::ZERO), copy.at(Duration::ZERO)));
+    }
+    let best = tries.iter().min().expect("five tries");
+    assert!(*best < Duration::from_millis(2), "skews {tries:?}");
 }

@@ -6,16 +6,29 @@
 //!
 //! Celery's or BullMQ's shape, in Rust, on Redis streams. The cashier
 //! (the thread that calls `serve`) attends customers one at a time:
-//! greets, reads the order, rings it up, and adds its ticket to a Redis
-//! stream (`XADD`). Cooks are processes, `--cooks` copies of this binary
-//! started before opening (default: `auto`, the night's peak of orders in
-//! the kitchen, at most 512), or started by hand on
-//! any machine that reaches the Redis (`--cook --redis URL`). They form
-//! one consumer group: each ticket goes to one of them (`XREADGROUP`),
-//! which cooks it and, in one transaction, adds the plate to a second
-//! stream, acknowledges the ticket (`XACK`) and deletes it. A thread of
-//! the server, the *pass*, reads the plates stream and hands each plate
-//! to its waiting customer.
+//! greets, reads the order (the whole line within `wire::PATIENCE` of
+//! `NEXT`), rings it up, and adds its ticket to a Redis stream (`XADD`).
+//! Cooks are processes, `--cooks` copies of this binary started before
+//! opening (default: `auto`, the night's peak of orders in the kitchen,
+//! at most 512), or started by hand on any machine that reaches the Redis
+//! (`--cook --redis URL`). They form one consumer group: each ticket goes
+//! to one of them (`XREADGROUP`), which cooks it and, in one transaction,
+//! adds the plate to a second stream, acknowledges the ticket (`XACK`)
+//! and deletes it. A thread of the server, the *pass*, reads the plates
+//! stream and hands each plate to its waiting customer.
+//!
+//! **Every key is the night's own**: the server draws a [`Night`] id at
+//! opening and names every stream after it (`restaurant:<id>:tickets`,
+//! `…:plates`, `…:dead-letters`), so restaurants sharing one Redis never
+//! touch each other's orders. Its own cooks are told the night
+//! (`--night ID`); a cook started by hand without it serves the night
+//! [`TONIGHT`] names, the one opened last, and each one after. Closing
+//! deletes the night's streams and keeps its dead letters a day.
+//!
+//! The code is laid out by role: this file holds the model, the messages
+//! and `serve`, which wires the rest; `cashier.rs` the door, the books and
+//! the pass; `kitchen.rs` the crew of local cooks and the cook role;
+//! [`broker`] the redis-server a run starts and the night's keys.
 //!
 //! How it differs from `parallelism-processes`, its nearest sibling:
 //! there a dispatcher chooses a worker and writes to its pipe, and the
@@ -40,17 +53,22 @@
 //!   is a *poison* order: the cook that claims it next gives it up, its
 //!   customer is told `ERROR`, and `serve` fails at closing time naming
 //!   it.
-//! - A local cook **stopped** (SIGSTOP) loses its ticket like a dead one;
-//!   at closing time, one still there [`LEAVE_LIMIT`] after its stdin
-//!   closed is killed, and the server says so.
+//! - A local cook **stopped** (SIGSTOP) loses its ticket like a dead one,
+//!   to the first free cook. Each local cook has a deadline,
+//!   [`LEAVE_LIMIT`]: one that has held a ticket that long without a
+//!   heartbeat (nobody was free to claim it) is killed, and the cook
+//!   started in its place cooks the order; at closing time, one still
+//!   there that long after its stdin closed is killed. The server names
+//!   each one it kills.
 //! - A **malformed** entry on either stream (written by someone else) is
-//!   logged, acknowledged and moved to a dead-letter stream
-//!   ([`DEAD_LETTERS`]); nobody's order is lost over it.
+//!   logged, acknowledged and moved to the night's dead-letter stream
+//!   ([`Night::dead_letters`]); nobody's order is lost over it.
 //! - A cook that **panics** is caught in its process; the server reports
 //!   it, naming the order, and tells that customer `ERROR`.
 //! - A **Redis that goes away** ends the night: every customer waiting is
 //!   told `ERROR`, and `serve` fails naming how many orders were in flight
-//!   and the first few.
+//!   and the first few. A call cut short by a signal (the first Ctrl-C)
+//!   is no Redis gone: it is made again.
 //! - No process outlives the server: every way out of [`serve_with`]
 //!   kills and reaps the local cooks and the redis-server it started, and
 //!   on Linux the kernel kills them if the server is killed outright.

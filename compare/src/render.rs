@@ -121,11 +121,6 @@ pub fn percent(e: Option<f64>) -> String {
     e.map_or_else(na, |e| format!("{:.0}%", 100.0 * e))
 }
 
-/// Seconds in their best unit, or n/a.
-pub fn secs(s: Option<f64>) -> String {
-    s.map_or_else(na, seconds)
-}
-
 fn range(r: Option<Range>) -> String {
     r.map_or_else(String::new, |Range(lo, hi)| {
         format!("{}–{}", seconds(lo), seconds(hi))

@@ -82,10 +82,20 @@ impl fmt::Display for ThreadRefused {
         }
         write!(
             f,
-            ": {}; raise the limit (ulimit -u, a container's pids limit) or \
-             ask for fewer cooks",
+            ": {}; raise the limit (ulimit -u, a container's pids limit",
             self.cause
-        )
+        )?;
+        // A thread's stack is address space too (2 MiB, reserved at once):
+        // under `ulimit -v` that is as likely the limit met.
+        if let Some((limit, _)) = address_space_left() {
+            write!(
+                f,
+                ", or the address-space limit, ulimit -v {}: each thread's \
+                 stack reserves 2 MiB of it",
+                limit / 1024
+            )?;
+        }
+        f.write_str(") or ask for fewer cooks")
     }
 }
 
@@ -290,7 +300,7 @@ pub fn address_space_left() -> Option<(u64, u64)> {
 /// customer saw (a [`crate::customers::Visit`] per order), and builds its
 /// schedule (an arrival time and a reference per order) from them. The
 /// rest of a run (connections, buffers, runtimes) grows with the customers
-/// inside at once, not with the orders.
+/// inside at once, not with the orders: see [`night_bytes`].
 pub fn workload_bytes(orders: usize) -> u64 {
     let per_order = std::mem::size_of::<crate::Order>()
         + std::mem::size_of::<crate::customers::Visit>()
@@ -298,36 +308,113 @@ pub fn workload_bytes(orders: usize) -> u64 {
     orders as u64 * per_order as u64
 }
 
-/// Room for what a process maps besides the workload: its code, its
-/// threads' stacks (2 MiB of address space each), the allocator's arenas
-/// (64 MiB of address space each on glibc, one per thread that allocates).
-const BESIDES_THE_WORKLOAD: u64 = 96 << 20;
+/// What the customers' process allocates per order after the night, while
+/// it still holds the tables: the report's figures (a moment per order for
+/// each measure in turn, the walked-in moments and the arrivals sorted for
+/// the lower bound).
+const REPORT_PER_ORDER: u64 = 64;
+
+/// The customers' address space per connection open at once: a task on
+/// their runtime with its conversation, its read buffer, the runtime's
+/// registration, and its visit on the way to the table. Measured: under
+/// 3 KiB a connection at 19,744 open (a million `takeout` orders).
+const CUSTOMERS_PER_CONNECTION: u64 = 4 << 10;
+
+/// The server's address space per connection open at once, for any model
+/// that serves connections as tasks: a task, its buffered reader (8 KiB in
+/// `futures` and `block-in-place`), its ticket. Measured: tokio about
+/// 6 KiB a connection at 19,744 open. A model with a thread per
+/// connection needs a stack each (2 MiB); the OS refuses it the thread, and
+/// the refusal names the limit ([`ThreadRefused`]).
+const SERVER_PER_CONNECTION: u64 = 16 << 10;
+
+/// Room for what a process maps besides the workload and the connections:
+/// its code, its threads' stacks (2 MiB of address space each), the
+/// runtime. Measured: 17 MiB (customers) and 26 MiB (tokio's server) at
+/// their peak in a night of 2,000 orders. (glibc's arenas, 64 MiB of
+/// address space for each thread that allocates, are held to one under a
+/// limit: [`check_workload_memory`].)
+///
+/// All told, for a million `takeout` orders with 19,744 connections at
+/// most: 416 MiB counted for the customers, who peaked at 309 MiB, and
+/// 372 MiB for the server, where tokio's peaked at 148 MiB (one arena
+/// each).
+const BESIDES_THE_WORKLOAD: u64 = 64 << 20;
+
+/// The address space a night of `orders` orders needs, in bytes, in each
+/// of its two processes: `(customers, server)`, with at most `connections`
+/// customers inside at once (the customers' [`connection_cap`]). Each
+/// process has the whole limit to itself: `ulimit -v` is per process.
+///
+/// [`connection_cap`]: crate::customers::connection_cap
+pub fn night_bytes(orders: usize, connections: usize) -> (u64, u64) {
+    let inside = orders.min(connections) as u64;
+    let customers = workload_bytes(orders)
+        + orders as u64 * REPORT_PER_ORDER
+        + inside * CUSTOMERS_PER_CONNECTION
+        + BESIDES_THE_WORKLOAD;
+    let server = inside * SERVER_PER_CONNECTION + BESIDES_THE_WORKLOAD;
+    (customers, server)
+}
 
 /// Whether a night of `orders` orders fits under this process's address
 /// space limit (`ulimit -v`; the customers' process inherits it): `Err`
-/// names the size and the limit, before any work starts, where an
+/// names the sizes and the limit, before any work starts, where an
 /// allocation that fails later would abort the process.
+///
+/// Under a limit it also holds glibc to one malloc arena. Each thread that
+/// allocates otherwise gets an arena of its own, reserving 64 MiB of
+/// address space at its first allocation (up to eight per core): the
+/// customers' pacer and their watch on the server took 128 MiB that way,
+/// and a million orders under `ulimit -v 400000`, which the tables alone
+/// fit, aborted in their first second with `memory allocation of 1920
+/// bytes failed`. With one arena, what a process maps is what it
+/// allocates, which is what this counts. (Threads then share the arena's
+/// lock: a cost paid only under a limit.) Call it first thing, before any
+/// thread starts; it raises the open-file limit too (as both processes do
+/// next), since the connections the customers keep open at once follow it.
 pub fn check_workload_memory(orders: usize) -> Result<(), String> {
     let Some((limit, left)) = address_space_left() else {
         return Ok(());
     };
-    let needed = workload_bytes(orders);
-    if needed.saturating_add(BESIDES_THE_WORKLOAD) <= left {
+    one_arena();
+    crate::customers::raise_fd_limit();
+    let connections = crate::customers::connection_cap();
+    let (customers, server) = night_bytes(orders, connections);
+    if customers.max(server) <= left {
         return Ok(());
     }
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     Err(format!(
-        "{orders} orders need about {:.0} MiB for the workload and the \
-         customers' tables (plus about {:.0} MiB for code, stacks and the \
-         allocator), but the address space is limited to {:.0} MiB \
-         (ulimit -v {}), {:.0} MiB of it free: ask for fewer orders or raise \
-         the limit",
-        mib(needed),
-        mib(BESIDES_THE_WORKLOAD),
+        "{orders} orders need about {:.0} MiB of address space in the \
+         customers' process (the workload and their tables, {:.0} MiB, and \
+         up to {} connections open at once) and about {:.0} MiB in the \
+         server's, but the address space is limited to {:.0} MiB (ulimit \
+         -v {}), {:.0} MiB of it free: ask for fewer orders or raise the \
+         limit",
+        mib(customers),
+        mib(workload_bytes(orders)),
+        orders.min(connections),
+        mib(server),
         mib(limit),
         limit / 1024,
         mib(left)
     ))
+}
+
+/// Holds glibc's malloc to one arena (`M_ARENA_MAX`), so that no thread
+/// reserves 64 MiB of address space for an arena of its own.
+fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt(3) sets a tunable of the allocator; it reads no
+        // memory of ours, and is called before this process starts
+        // threads.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -416,23 +416,14 @@ pub fn backlog(
     for (backlog, runs) in backlogs.iter().zip(rounds) {
         for (i, round) in runs.iter().enumerate() {
             let row = match round {
-                Round::Served(r) => {
-                    let pct = |p: Option<restaurant::report::Percentiles>,
-                               f: fn(
-                        &restaurant::report::Percentiles,
-                    ) -> f64| {
-                        p.as_ref()
-                            .map_or_else(|| "n/a".to_owned(), |p| seconds(f(p)))
-                    };
-                    format!(
-                        "0 | {} | {} | {} | {} | {}",
-                        pct(r.connect_wait, |p| p.p50),
-                        pct(r.connect_wait, |p| p.p99),
-                        pct(r.connect_wait, |p| p.max),
-                        pct(r.counter_wait, |p| p.p99),
-                        seconds(r.makespan_s)
-                    )
-                }
+                Round::Served(r) => format!(
+                    "0 | {} | {} | {} | {} | {}",
+                    maybe(r.connect_wait.map(|p| p.p50)),
+                    maybe(r.connect_wait.map(|p| p.p99)),
+                    maybe(r.connect_wait.map(|p| p.max)),
+                    maybe(r.counter_wait.map(|p| p.p99)),
+                    figure(r.makespan_s)
+                ),
                 Round::Lost(n) => format!("**{n}** | | | | |"),
             };
             let _ = writeln!(md, "| {backlog} | {} | {row} |", i + 1);

@@ -469,9 +469,10 @@ fn a_lone_stopped_cook_is_killed_and_its_order_served() {
             && stderr.contains("without a heartbeat (stopped?): killed"),
         "{stderr}"
     );
-    // Not before its deadline.
+    // Not long before its deadline (its last heartbeat came a little
+    // before the SIGSTOP, so the idle time it is killed at began then).
     assert!(
-        began.elapsed() >= LEAVE_LIMIT,
+        began.elapsed() >= LEAVE_LIMIT - Duration::from_secs(1),
         "killed before its deadline: {stderr}"
     );
     let cooks = pids(&dir, "cook");

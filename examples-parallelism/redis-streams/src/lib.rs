@@ -289,8 +289,17 @@ pub fn serve_with(
     let night = Night::draw();
     broker::open(&mut till, &night).map_err(reach)?;
 
-    // Hired before opening, so no customer waits for a cook to start.
-    let crew = Crew::hire(kitchen.cook(&url, &night), cooks)?;
+    // Hired before opening, so no customer waits for a cook to start. A
+    // night that never opens takes its keys with it, as one that closes.
+    let crew = match Crew::hire(kitchen.cook(&url, &night), cooks) {
+        Ok(crew) => crew,
+        Err(e) => {
+            if ours.is_none() {
+                let _ = retried(|| broker::close(&mut till, &night));
+            }
+            return Err(e);
+        }
+    };
     let books = Arc::new(Books::default());
     let pass = {
         let (books, shift, url, night) = (

@@ -108,3 +108,25 @@ fn a_cook_given_its_night_serves_it_and_leaves_when_it_closes() {
     );
     redis.stop();
 }
+
+/// A night whose cooks cannot be hired never opens, and leaves nothing
+/// in a shared Redis: no stream, and no name in `restaurant:tonight` for
+/// a cook started by hand to join.
+#[test]
+fn a_night_that_never_opens_leaves_no_key_behind() {
+    let redis = TestRedis::start("unhired");
+    let model = Model {
+        serve: |listener, cooks, shift| {
+            // `true` exits at once, without saying READY.
+            let kitchen = parallelism_redis_streams::Kitchen::new("true")
+                .redis(common::redis_url("unhired"));
+            serve_with(&kitchen, listener, cooks, shift)
+        },
+        ..MODEL
+    };
+    let error = Server::start(&model, 2).expect_err("no cook joins");
+    assert!(error.contains("before it joined"), "{error}");
+    let left = leftovers(&mut redis.connection());
+    assert!(left.is_empty(), "left behind: {left:?}");
+    redis.stop();
+}

@@ -88,13 +88,16 @@ impl Drop for TestRedis {
 /// The kitchen of test `name`: the crate's binary as its cooks, on the
 /// test's redis-server.
 pub fn kitchen(name: &str) -> Kitchen {
-    let url = URLS
-        .lock()
+    Kitchen::new(BINARY).redis(redis_url(name))
+}
+
+/// Where the redis-server of test `name` is.
+pub fn redis_url(name: &str) -> String {
+    URLS.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
         .and_then(|urls| urls.get(name).cloned())
-        .unwrap_or_else(|| panic!("test {name} started no redis-server"));
-    Kitchen::new(BINARY).redis(url)
+        .unwrap_or_else(|| panic!("test {name} started no redis-server"))
 }
 
 /// Where the processes of test `name` leave their pids.

@@ -518,10 +518,10 @@ impl Cook {
             let Some(reply) = open(read)? else {
                 return Ok(Ended::Closed);
             };
-            for entry in reply.into_iter().flat_map(|r| r.keys) {
-                for entry in entry.ids {
-                    self.take(entry, false)?;
-                }
+            let entries =
+                reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+            for entry in entries {
+                self.take(entry, false)?;
             }
         }
     }

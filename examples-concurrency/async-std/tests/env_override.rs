@@ -18,8 +18,9 @@ struct Opened {
 
 /// Starts the server alone with `--cooks 3` and
 /// `ASYNC_GLOBAL_EXECUTOR_THREADS` set to `value` (or unset), waits until
-/// it is listening, counts its runtime threads, and kills it.
-fn open_with(value: Option<&str>) -> Opened {
+/// it is listening, counts its runtime threads (waiting a while for
+/// `expected` of them), and kills it.
+fn open_with(value: Option<&str>, expected: usize) -> Opened {
     let mut command = Command::new(BINARY);
     command
         .args(["--listen", "127.0.0.1:0", "--cooks", "3"])
@@ -45,7 +46,7 @@ fn open_with(value: Option<&str>) -> Opened {
             break;
         }
     }
-    let runtime_threads = settled_runtime_threads(server.id());
+    let runtime_threads = settled_runtime_threads(server.id(), expected);
     let _ = server.kill();
     let _ = server.wait();
     assert!(
@@ -58,10 +59,12 @@ fn open_with(value: Option<&str>) -> Opened {
     }
 }
 
-/// [`runtime_threads`] once the count has held still for 300 ms (at most
-/// 5 s): the runtime's threads may still be starting, and naming
-/// themselves, when the server says it is listening.
-fn settled_runtime_threads(pid: u32) -> Option<usize> {
+/// [`runtime_threads`] once the count is `expected` and has held still
+/// for 300 ms, or whatever it is after 5 s: the runtime's threads may
+/// still be starting, and naming themselves, when the server says it is
+/// listening, and a loaded machine can keep one from running for longer
+/// than any short pause. A wrong count still shows, 5 s later.
+fn settled_runtime_threads(pid: u32, expected: usize) -> Option<usize> {
     use std::time::{Duration, Instant};
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut last = runtime_threads(pid)?;
@@ -71,7 +74,9 @@ fn settled_runtime_threads(pid: u32) -> Option<usize> {
         let now = runtime_threads(pid)?;
         if now != last {
             (last, since) = (now, Instant::now());
-        } else if since.elapsed() >= Duration::from_millis(300) {
+        } else if last == expected
+            && since.elapsed() >= Duration::from_millis(300)
+        {
             break;
         }
     }
@@ -104,7 +109,7 @@ fn warnings(opened: &Opened) -> Vec<&String> {
 
 #[test]
 fn the_variable_overrides_cooks_and_the_model_says_so() {
-    let opened = open_with(Some("1"));
+    let opened = open_with(Some("1"), 1);
     let warned = warnings(&opened);
     assert_eq!(warned.len(), 1, "one line: {:?}", opened.said);
     assert!(
@@ -119,7 +124,7 @@ fn the_variable_overrides_cooks_and_the_model_says_so() {
 
 #[test]
 fn a_value_that_is_not_a_number_changes_nothing_and_says_so() {
-    let opened = open_with(Some("many"));
+    let opened = open_with(Some("many"), 3);
     let warned = warnings(&opened);
     assert_eq!(warned.len(), 1, "one line: {:?}", opened.said);
     assert!(warned[0].contains("ignores it"), "{warned:?}");
@@ -130,7 +135,7 @@ fn a_value_that_is_not_a_number_changes_nothing_and_says_so() {
 
 #[test]
 fn without_the_variable_there_is_no_warning() {
-    let opened = open_with(None);
+    let opened = open_with(None, 3);
     assert!(warnings(&opened).is_empty(), "{:?}", opened.said);
     if let Some(threads) = opened.runtime_threads {
         assert_eq!(threads, 3, "--cooks 3");

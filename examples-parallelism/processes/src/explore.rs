@@ -296,8 +296,12 @@ impl Drop for FakeHand {
 #[derive(Debug)]
 struct Outcome {
     served: Result<(), String>,
-    /// Every line each order's customer heard.
+    /// Every line each customer who came in heard, by order. The cashier
+    /// stops at the first order the rail refuses (the dispatcher has given
+    /// up): the customers after it never come, and hear nothing.
     heard: Vec<Vec<String>>,
+    /// The orders the night was planned with.
+    planned: usize,
     faults: Vec<String>,
     hired: usize,
     running: usize,
@@ -330,7 +334,9 @@ fn night(plan: Plan, shift: &Shift) -> Outcome {
             TIME_PASSES.with(|t| t.set(plan.time_passes));
             let log = Arc::clone(&log);
             let cashier = thread::spawn(move || {
+                let mut came_in = 0;
                 for order in 0..plan.orders {
+                    came_in += 1;
                     let diner = Diner {
                         order,
                         log: Arc::clone(&log),
@@ -343,33 +349,44 @@ fn night(plan: Plan, shift: &Shift) -> Outcome {
                         break;
                     }
                 }
-                if plan.stops_early {
+                let served = if plan.stops_early {
                     drop(rail);
                     Ok(())
                 } else {
                     rail.close().map_err(|e| e.to_string())
-                }
+                };
+                (served, came_in)
             });
             cashier.join().expect("the cashier does not panic")
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => (Err(e.to_string()), 0),
     };
-    let mut heard = vec![Vec::new(); plan.orders as usize];
+    let (served, came_in) = served;
+    let mut heard = vec![Vec::new(); came_in];
     for (order, line) in log.lock().unwrap().drain(..) {
         heard[order as usize].push(line);
     }
     Outcome {
         served,
         heard,
+        planned: plan.orders as usize,
         faults: shift.faults(),
         hired: hired.load(Ordering::SeqCst),
         running: running.load(Ordering::SeqCst),
     }
 }
 
-/// Every customer heard exactly one line; the dispatcher has returned, so
-/// every worker thread must have ended.
+/// Every customer who came in heard exactly one line, and all came in
+/// unless the dispatcher gave up; the dispatcher has returned, so every
+/// worker thread must have ended.
 fn assert_one_answer_each(outcome: &Outcome) {
+    if outcome.served.is_ok() {
+        assert_eq!(
+            outcome.heard.len(),
+            outcome.planned,
+            "a customer never came in: {outcome:?}"
+        );
+    }
     for (order, lines) in outcome.heard.iter().enumerate() {
         assert_eq!(
             lines.len(),

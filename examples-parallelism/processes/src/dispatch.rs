@@ -298,8 +298,13 @@ enum State {
     /// Started; must say `Ready` by the deadline.
     Starting(Instant),
     Free,
-    /// Cooking a job; must answer by the deadline.
-    Cooking(Job, Instant),
+    /// Cooking a job; must answer by the deadline. `taken` once it has
+    /// said it took the order (`Took`): only then is a death a try.
+    Cooking {
+        job: Job,
+        due: Instant,
+        taken: bool,
+    },
     /// Closing time: its stdin is closed, it should leave.
     Leaving,
 }
@@ -479,22 +484,34 @@ impl<C: Crew> Kitchen<C> {
     }
 
     /// Fires worker `i` (it is dead, stuck, or past its deadline) and
-    /// takes it off the books. Returns how it ended and its job, if any.
-    fn fire(&mut self, i: usize) -> (String, Option<Job>) {
+    /// takes it off the books. Returns how it ended and its job, if any,
+    /// with whether it had taken it.
+    fn fire(&mut self, i: usize) -> (String, Option<(Job, bool)>) {
         let name = self.name(i);
         let mut worker = self.workers.swap_remove(i);
         let how = format!("{name} {}", worker.hand.fire());
         let job = match worker.state {
-            State::Cooking(job, _) => Some(job),
+            State::Cooking { job, taken, .. } => Some((job, taken)),
             _ => None,
         };
         (how, job)
     }
 
-    /// A worker died over `job` (or was killed for keeping it too long):
-    /// the job goes to the front of the queue, or, after [`TRIES`]
-    /// deaths, is given up as lost and its customer told.
-    fn hand_on(&mut self, mut job: Job, death: String) {
+    /// A worker died over `job` (or was killed for keeping it too long).
+    /// If it had `taken` the order, that was a try: the job goes to the
+    /// front of the queue, or, after [`TRIES`] of them, is given up as
+    /// lost and its customer told. If not, the order never reached a live
+    /// worker (one killed with the rest, handed the order before its death
+    /// was seen): no try, and the job goes back as it was.
+    fn hand_on(&mut self, mut job: Job, death: String, taken: bool) {
+        if !taken {
+            eprintln!(
+                "{}: {death} before it took order {}; handing it on",
+                MODEL.name, job.order
+            );
+            self.waiting.push_front(job);
+            return;
+        }
         job.deaths.push(death);
         if job.deaths.len() < TRIES {
             self.waiting.push_front(job);
@@ -517,7 +534,11 @@ impl<C: Crew> Kitchen<C> {
         {
             if self.workers[i].hand.give(&job.line) {
                 let due = now() + job.allowance;
-                self.workers[i].state = State::Cooking(job, due);
+                self.workers[i].state = State::Cooking {
+                    job,
+                    due,
+                    taken: false,
+                };
             } else {
                 // Its pipe is broken: it died between orders. The job
                 // never reached it, so it goes back as it was.
@@ -534,7 +555,7 @@ impl<C: Crew> Kitchen<C> {
         self.workers
             .iter()
             .filter_map(|w| match w.state {
-                State::Starting(due) | State::Cooking(_, due) => Some(due),
+                State::Starting(due) | State::Cooking { due, .. } => Some(due),
                 State::Free | State::Leaving => None,
             })
             .min()
@@ -547,19 +568,19 @@ impl<C: Crew> Kitchen<C> {
     fn overdue(&mut self) {
         let now = now();
         while let Some(i) = self.workers.iter().position(|w| match w.state {
-            State::Starting(due) | State::Cooking(_, due) => due <= now,
+            State::Starting(due) | State::Cooking { due, .. } => due <= now,
             State::Free | State::Leaving => false,
         }) {
             let starting = matches!(self.workers[i].state, State::Starting(_));
             let name = self.name(i);
             let (_, job) = self.fire(i);
-            if let Some(job) = job {
+            if let Some((job, taken)) = job {
                 let late = format!(
                     "{name} did not answer within {:.1} s: killed",
                     job.allowance.as_secs_f64()
                 );
                 eprintln!("{}: {late} (order {})", MODEL.name, job.order);
-                self.hand_on(job, late);
+                self.hand_on(job, late, taken);
                 self.top_up();
             } else if starting {
                 let why = format!(
@@ -587,7 +608,7 @@ impl<C: Crew> Kitchen<C> {
             let cooking = self
                 .workers
                 .iter()
-                .any(|w| matches!(w.state, State::Cooking(..)));
+                .any(|w| matches!(w.state, State::Cooking { .. }));
             // Every order taken has been answered: the kitchen can close.
             if closing && self.waiting.is_empty() && !cooking {
                 break;
@@ -644,7 +665,17 @@ impl<C: Crew> Kitchen<C> {
             (Said::Reply(Reply::Ready), State::Starting(_)) => {
                 self.workers[i].state = State::Free;
             }
-            (Said::Reply(Reply::Cooked(plate)), State::Cooking(job, _))
+            // The order reached a live worker: from now on, its death
+            // counts as a try.
+            // The order reached a live worker: from now on, its death is
+            // a try.
+            (Said::Reply(Reply::Took), State::Cooking { taken: false, .. }) => {
+                if let State::Cooking { taken, .. } = &mut self.workers[i].state
+                {
+                    *taken = true;
+                }
+            }
+            (Said::Reply(Reply::Cooked(plate)), State::Cooking { job, .. })
                 if plate.id() == job.order =>
             {
                 let job = self.finish(i);
@@ -652,7 +683,10 @@ impl<C: Crew> Kitchen<C> {
                 // counted and its trace kept for the timeline.
                 job.customer.answer(&plate.serve());
             }
-            (Said::Reply(Reply::Panicked { message }), State::Cooking(..)) => {
+            (
+                Said::Reply(Reply::Panicked { message }),
+                State::Cooking { .. },
+            ) => {
                 let job = self.finish(i);
                 // The payload stayed in the worker; its message came over
                 // the pipe, and a `String` is a payload as good as any.
@@ -667,8 +701,8 @@ impl<C: Crew> Kitchen<C> {
                 let was_starting =
                     matches!(self.workers[i].state, State::Starting(_));
                 let (how, job) = self.fire(i);
-                if let Some(job) = job {
-                    self.hand_on(job, how);
+                if let Some((job, taken)) = job {
+                    self.hand_on(job, how, taken);
                     self.top_up();
                 } else if was_starting {
                     // Died before it was ready: not replaced.
@@ -681,7 +715,7 @@ impl<C: Crew> Kitchen<C> {
             }
             (said, state) => {
                 let what = match state {
-                    State::Cooking(job, _) => {
+                    State::Cooking { job, .. } => {
                         format!("{said} while cooking order {}", job.order)
                     }
                     _ => format!("{said} while it had no order"),
@@ -697,7 +731,7 @@ impl<C: Crew> Kitchen<C> {
     /// Worker `i` answered: it is free again; returns its job.
     fn finish(&mut self, i: usize) -> Job {
         match std::mem::replace(&mut self.workers[i].state, State::Free) {
-            State::Cooking(job, _) => job,
+            State::Cooking { job, .. } => job,
             _ => unreachable!("finish is called for a cooking worker"),
         }
     }

@@ -10,7 +10,8 @@
 //! gets exactly one answer (a plate, or an `ERROR` for an order that is
 //! lost or a kitchen that gave up), never two; the dispatcher and every
 //! worker end, however the cashier stops (shuttle fails a schedule that
-//! deadlocks); a worker that dies is replaced; a stuck one is killed and
+//! deadlocks); a worker that dies is replaced, and one that dies before it
+//! took its order costs that order no try; a stuck one is killed and
 //! its late plate not served twice; a panicking cook is reported; and when
 //! no worker can be had, the error says so.
 
@@ -93,6 +94,10 @@ enum Fault {
     StallsOnce(u64),
     /// The cook of this order panics.
     Panics(u64),
+    /// The first [`crate::TRIES`] workers handed this order die before
+    /// they say they took it, as workers killed all at once do when the
+    /// dispatcher hands an order to one it has not yet seen dead.
+    GoneBeforeTaking(u64),
 }
 
 /// A night's plan.
@@ -158,6 +163,8 @@ struct Fakes {
     running: Arc<AtomicUsize>,
     /// A `…Once` fault has happened.
     struck: Arc<AtomicBool>,
+    /// Workers that died before taking their order.
+    untaken: Arc<AtomicUsize>,
 }
 
 enum Message {
@@ -190,8 +197,9 @@ impl Crew for Fakes {
         let (inbox, letters) = mpsc::channel();
         let (events, fault) = (events.clone(), self.fault);
         let (struck, running) = (self.struck.clone(), self.running.clone());
+        let untaken = self.untaken.clone();
         let thread = thread::spawn(move || {
-            work(id, &letters, &events, fault, &struck);
+            work(id, &letters, &events, fault, (&struck, &untaken));
             running.fetch_sub(1, Ordering::SeqCst);
             // Its stdout ends when it does.
             let _ = events.send(Event::Said(id, Said::Gone));
@@ -204,14 +212,15 @@ impl Crew for Fakes {
     }
 }
 
-/// A fake worker's life: ready, then an answer per order, until killed,
-/// dismissed (its inbox closed) or dead of its fault.
+/// A fake worker's life: ready, then for each order that it took it and
+/// an answer, until killed, dismissed (its inbox closed) or dead of its
+/// fault. `struck` and `untaken` are shared by the whole crew.
 fn work(
     id: usize,
     letters: &Receiver<Message>,
     events: &Sender<Event>,
     fault: Fault,
-    struck: &AtomicBool,
+    (struck, untaken): (&AtomicBool, &AtomicUsize),
 ) {
     let say = |reply| events.send(Event::Said(id, Said::Reply(reply)));
     let _ = say(Reply::Ready);
@@ -220,6 +229,12 @@ fn work(
             .ok()
             .and_then(|text| text.trim().parse().ok())
             .expect("the explorer's lines are order numbers");
+        if fault == Fault::GoneBeforeTaking(order)
+            && untaken.fetch_add(1, Ordering::SeqCst) < crate::TRIES
+        {
+            return;
+        }
+        let _ = say(Reply::Took);
         let reply = match fault {
             Fault::AlwaysDies(o) if o == order => return,
             Fault::DiesOnce(o)
@@ -328,6 +343,7 @@ fn night(plan: Plan, shift: &Shift) -> Outcome {
         hired: Arc::clone(&hired),
         running: Arc::clone(&running),
         struck: Arc::default(),
+        untaken: Arc::default(),
     };
     let served = match Rail::open(crew, plan.cooks, shift) {
         Ok(rail) => {
@@ -468,6 +484,22 @@ fn an_order_that_kills_its_workers_is_lost_and_named() {
         assert!(outcome.heard[1][0].contains("2 cooks died"), "{outcome:?}");
         assert!(served(&outcome.heard[0]) && served(&outcome.heard[2]));
         // The pool kept its size: a new worker for each death.
+        assert_eq!(outcome.hired, PLAN.cooks + crate::TRIES);
+    });
+}
+
+#[test]
+fn a_worker_gone_before_taking_its_order_costs_the_order_no_try() {
+    let plan = Plan {
+        orders: 3,
+        fault: Fault::GoneBeforeTaking(1),
+        ..PLAN
+    };
+    // As many deaths as an order may have tries, and more would not
+    // matter: none of them had the order.
+    explore(plan, |outcome| {
+        assert_eq!(outcome.served, Ok(()));
+        assert!(outcome.heard.iter().all(|l| served(l)), "{outcome:?}");
         assert_eq!(outcome.hired, PLAN.cooks + crate::TRIES);
     });
 }

@@ -38,9 +38,12 @@
 //! - A worker that **dies** is seen as the end of its stdout; the
 //!   dispatcher reaps it, hires another in its place (the pool keeps its
 //!   size while the OS allows), and hands its order to a live worker. An
-//!   order is started by at most [`TRIES`] workers: one that kills them
-//!   all is *lost*: reported at once, its customer told `ERROR`, and
-//!   `serve` fails at closing time naming it.
+//!   order is taken by at most [`TRIES`] workers: one that kills them all
+//!   is *lost*: reported at once, its customer told `ERROR`, and `serve`
+//!   fails at closing time naming it. A worker takes an order when it
+//!   says so (`Took`, before it even parses the line); one that dies
+//!   before (killed with the rest, not yet seen dead when it was handed
+//!   the order) never had it, and that was no try.
 //! - A worker that **stops answering** (stuck, or stopped with SIGSTOP)
 //!   is killed once its order is overdue ([`allowance`]) and counts as a
 //!   death. A new worker has [`HIRE_LIMIT`] to say it is ready.
@@ -128,6 +131,11 @@ struct Request {
 pub(crate) enum Reply {
     /// The first line of every worker: it is up and reading its stdin.
     Ready,
+    /// It has read an order's line and starts on it; said before the line
+    /// is even parsed. A worker that dies before saying it never had the
+    /// order (killed with the rest, say, before the dispatcher saw it
+    /// dead): that was no try, and the order goes on as it was.
+    Took,
     /// The plate of the order it was given, cooked but not served: serving
     /// counts the plate and keeps its trace, in the server's process.
     Cooked(Plate),
@@ -572,7 +580,9 @@ fn work(
     say(&mut pass, &Reply::Ready)?;
     // The server closing our stdin ends this loop: that is closing time.
     for line in requests.lines() {
-        let Request { ticket, opening_ns } = serde_json::from_str(&line?)?;
+        let line = line?;
+        say(&mut pass, &Reply::Took)?;
+        let Request { ticket, opening_ns } = serde_json::from_str(&line)?;
         // The server's clock, rebuilt in this process from the machine's
         // shared clock, so the timeline places this worker's chops beside
         // the cashier's ring-ups. The first install wins; later ones

@@ -308,6 +308,75 @@ fn a_dead_worker_is_replaced_even_the_only_one() {
     assert_all_reaped(&dir, 2);
 }
 
+/// Every worker killed at once (stopped, then killed) while one of them
+/// holds order 20, stalled, and the rest cook or idle. Each order a dead
+/// worker held has had one try; the worker it is handed to next may be
+/// dead already without the dispatcher having seen it yet. A try that
+/// never reached a live worker is not a try, so nothing may be lost.
+/// Sixteen workers, so that many are idle when they die, and fifty
+/// nights: counting those deaths as tries, every one of four runs lost an
+/// order within its first twenty nights.
+#[cfg(target_os = "linux")]
+#[test]
+fn every_worker_killed_at_once_loses_no_order() {
+    const NIGHTS: usize = 50;
+    const COOKS: usize = 16;
+    let model = Model {
+        serve: |listener, cooks, shift| {
+            let worker = hooked("all", &[("PROCESSES_WORKER_STALL_ON", "20")]);
+            serve_with(worker, listener, cooks, shift)
+        },
+        ..MODEL
+    };
+    let workload = workload(64);
+    for night_no in 1..=NIGHTS {
+        let dir = scratch("all");
+        let began = Instant::now();
+        let (outcome, killed) = thread::scope(|scope| {
+            let killer = scope.spawn(|| {
+                stalled_pid(&dir, began);
+                let alive: Vec<String> = worker_pids(&dir)
+                    .into_iter()
+                    .filter(|&pid| !is_gone(pid))
+                    .map(|pid| pid.to_string())
+                    .collect();
+                // All at once, as the dispatcher sees it: `kill` signals
+                // one pid after another, and on a busy machine may be held
+                // up between two, while a worker it has not reached yet
+                // takes an order the first one dropped, and dies with it
+                // too: two true tries. Stopped first, no worker dies or
+                // takes anything until every one is stopped; then none
+                // takes anything more before it dies.
+                for how in ["-STOP", "-KILL"] {
+                    let sent = Command::new("kill")
+                        .arg(how)
+                        .args(&alive)
+                        .status()
+                        .expect("kill(1) runs");
+                    assert!(sent.success(), "kill {how} {alive:?} failed");
+                }
+                alive.len()
+            });
+            let outcome = night(&model, COOKS, &workload);
+            (outcome, killer.join().expect("the killer does not panic"))
+        });
+        let night = format!("night {night_no} of {NIGHTS}");
+        assert_eq!(killed, COOKS, "{night}: every worker was killed");
+        if let Err(e) = outcome.served {
+            panic!("{night}: {e}");
+        }
+        let checksum = verify(&workload, &outcome.night)
+            .unwrap_or_else(|e| panic!("{night}: {e}"));
+        assert_eq!(checksum, workload.expected_checksum(), "{night}");
+        assert!(began.elapsed() < LIMIT, "{night}: the stall was waited out");
+        for pid in worker_pids(&dir) {
+            let proc = format!("/proc/{pid}");
+            assert!(!Path::new(&proc).exists(), "{night}: {pid} outlived it");
+        }
+    }
+    let _ = fs::remove_dir_all(pid_dir("all"));
+}
+
 /// The pid the stalled worker left in `dir`, once it has.
 fn stalled_pid(dir: &Path, began: Instant) -> u32 {
     let stalled = dir.join("stalled");

@@ -100,6 +100,15 @@ fn vague_about_panics(
     })
 }
 
+/// Serves every plate right, but its patience is a read timeout (that of
+/// `serve_with`), which starts again with every byte: a customer who
+/// drips its line holds the only cashier as long as it drips.
+fn times_each_read(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
+    serve_with(l, &s, |stream, ticket, _| {
+        let _ = stream.write_all(cooked(ticket).serve().as_bytes());
+    })
+}
+
 /// Answers a garbage line with silence instead of ERROR.
 fn ignores_garbage(l: TcpListener, _: usize, s: Shift) -> Result<(), BoxError> {
     s.open();
@@ -158,6 +167,17 @@ fn a_model_that_does_not_name_the_order_fails_the_kit() {
 #[test]
 fn a_model_that_ignores_garbage_fails_the_kit() {
     assert!(fails(|| conformance::check_rude(&model(ignores_garbage))));
+}
+
+#[test]
+fn a_model_that_times_each_read_instead_of_the_line_fails_the_kit() {
+    let payload = panic::catch_unwind(|| {
+        conformance::check_rude(&model(times_each_read))
+    })
+    .expect_err("a dripping customer held the door");
+    let why = restaurant::panic_message(&*payload);
+    let check = "a dripping customer never holds the door past the patience";
+    assert!(why.contains(check), "{why}");
 }
 
 #[test]

@@ -4,17 +4,20 @@
 
 const BINARY: &str = env!("CARGO_BIN_EXE_parallelism-processes");
 
+/// The kit's check includes a terminal's Ctrl-C to the whole foreground
+/// group (on Linux): no worker may die of it while the server finishes
+/// the orders in.
 #[test]
 fn the_binary_honours_the_contract() {
     restaurant::conformance::check_binary(BINARY);
 }
 
-/// A terminal's Ctrl-C reaches the whole foreground group: no worker may
-/// die of it while the server finishes the orders in.
+/// Orders that cannot finish within the drain are stopped at its end and
+/// named, and every worker process goes with the server.
 #[cfg(target_os = "linux")]
 #[test]
-fn ctrl_c_to_the_whole_group_loses_no_worker() {
-    restaurant::conformance::check_ctrl_c_to_the_group(BINARY);
+fn a_drain_that_outlasts_its_deadline_stops_every_worker() {
+    restaurant::conformance::check_a_stopped_drain(BINARY);
 }
 
 /// The shared probe counts the threads of the main thread's children: the

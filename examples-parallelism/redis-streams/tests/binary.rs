@@ -140,13 +140,15 @@ fn cook_processes_count_in_peak_threads() {
     assert!(peak >= 6, "{peak} threads at peak for 3 cooks");
 }
 
-/// A terminal's Ctrl-C reaches the whole foreground group: neither the
-/// redis-server the run started nor a cook may die of it while the
-/// server finishes the orders in, in a night or under `--listen`.
+/// A terminal's Ctrl-C reaches the whole foreground group (checked with
+/// the contract, `check_binary`): neither the redis-server the run
+/// started nor a cook may die of it while the server finishes the orders
+/// in. Here, a night whose orders outlast the drain: stopped at its end,
+/// naming the orders, with redis-server and every cook gone with it.
 #[cfg(target_os = "linux")]
 #[test]
-fn ctrl_c_to_the_whole_group_loses_no_order() {
-    restaurant::conformance::check_ctrl_c_to_the_group(BINARY);
+fn a_drain_that_outlasts_its_deadline_stops_redis_and_the_cooks() {
+    restaurant::conformance::check_a_stopped_drain(BINARY);
 }
 
 /// A cook started by hand names the Redis it lost, and where, when that

@@ -350,8 +350,10 @@ fn ctrl_c_kills_the_running_example_and_prints_what_was_measured() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the takeout run has started: an example process whose
-    // group is its own pid, child of compare.
+    // Wait until sequential's takeout run has started (banquet's stage is
+    // then whole): an example process, child of compare, whose command
+    // line names sequential and takeout. Watched rather than waited for:
+    // on a loaded machine banquet's stage alone can take many seconds.
     let started = Instant::now();
     let example = loop {
         let kids = std::fs::read_to_string(format!(
@@ -360,18 +362,22 @@ fn ctrl_c_kills_the_running_example_and_prints_what_was_measured() {
             child.id()
         ))
         .unwrap_or_default();
-        let kid: Option<u32> = kids
+        let on_takeout = kids
             .split_whitespace()
-            .filter_map(|k| k.parse().ok())
-            .next();
-        if let Some(kid) = kid
-            && started.elapsed() > Duration::from_secs(6)
-        {
+            .filter_map(|k| k.parse::<u32>().ok())
+            .find(|kid| {
+                let cmdline = std::fs::read(format!("/proc/{kid}/cmdline"))
+                    .unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"sequential"))
+                    && args.contains(&&b"takeout"[..])
+            });
+        if let Some(kid) = on_takeout {
             break kid;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no run started"
+            started.elapsed() < Duration::from_secs(180),
+            "sequential's takeout run did not start"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
